@@ -1,0 +1,3 @@
+"""The immutable audit log: hash chain, Merkle tree, signed tree heads."""
+
+__all__: list[str] = []
