@@ -132,7 +132,9 @@ def postgres_dsn(postgres_server: str) -> Iterator[str]:
     base, _, _ = postgres_server.rpartition("/")
     yield f"{base}/{name}"
     with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture(autouse=True, scope="session")

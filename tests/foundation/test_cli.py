@@ -10,7 +10,18 @@ from typer.testing import CliRunner
 
 from gateway.cli import app
 
-GROUPS = ["demo", "gateway", "policy", "pii", "keys", "locate", "doctor", "geo", "processor", "audit"]
+GROUPS = [
+    "demo",
+    "gateway",
+    "policy",
+    "pii",
+    "keys",
+    "locate",
+    "doctor",
+    "geo",
+    "processor",
+    "audit",
+]
 
 
 def test_version_is_printed() -> None:
@@ -34,6 +45,8 @@ def test_every_group_has_help(group: str) -> None:
 
 
 def test_console_script_runs() -> None:
-    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "--version"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "--version"], capture_output=True, text=True
+    )
     assert proc.returncode == 0
     assert "fjordgate" in proc.stdout

@@ -11,15 +11,24 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 pytestmark = pytest.mark.kafka
 
 
-def _consume_all(bootstrap: str, topic: str, *, isolation: str, expect: int, group: str | None = None,
-                 max_polls: int = 200) -> list[bytes]:
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": group or f"g-{uuid.uuid4().hex}",
-        "auto.offset.reset": "earliest",
-        "isolation.level": isolation,
-        "enable.auto.commit": False,
-    })
+def _consume_all(
+    bootstrap: str,
+    topic: str,
+    *,
+    isolation: str,
+    expect: int,
+    group: str | None = None,
+    max_polls: int = 200,
+) -> list[bytes]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group or f"g-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "isolation.level": isolation,
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([topic])
     values: list[bytes] = []
     idle = 0
@@ -41,21 +50,29 @@ def _consume_all(bootstrap: str, topic: str, *, isolation: str, expect: int, gro
 
 
 def test_produce_and_consume_round_trip(kafka_bootstrap: str, kafka_topic: str) -> None:
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "acks": "all", "enable.idempotence": True})
+    producer = Producer(
+        {"bootstrap.servers": kafka_bootstrap, "acks": "all", "enable.idempotence": True}
+    )
     sent = [f"event-{i}".encode() for i in range(50)]
     for value in sent:
         producer.produce(kafka_topic, value=value, key=value[-1:])
     assert producer.flush(30) == 0
-    received = _consume_all(kafka_bootstrap, kafka_topic, isolation="read_committed", expect=len(sent))
+    received = _consume_all(
+        kafka_bootstrap, kafka_topic, isolation="read_committed", expect=len(sent)
+    )
     assert sorted(received) == sorted(sent)
 
 
-def test_aborted_transaction_is_invisible_to_read_committed(kafka_bootstrap: str, kafka_topic: str) -> None:
-    producer = Producer({
-        "bootstrap.servers": kafka_bootstrap,
-        "transactional.id": f"tx-{uuid.uuid4().hex}",
-        "enable.idempotence": True,
-    })
+def test_aborted_transaction_is_invisible_to_read_committed(
+    kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    producer = Producer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "transactional.id": f"tx-{uuid.uuid4().hex}",
+            "enable.idempotence": True,
+        }
+    )
     producer.init_transactions(30)
     producer.begin_transaction()
     for i in range(10):
@@ -70,8 +87,12 @@ def test_aborted_transaction_is_invisible_to_read_committed(kafka_bootstrap: str
     committed = _consume_all(kafka_bootstrap, kafka_topic, isolation="read_committed", expect=5)
     assert sorted(committed) == sorted(f"committed-{i}".encode() for i in range(5))
     # The aborted records are physically in the log: read_uncommitted sees them.
-    uncommitted = _consume_all(kafka_bootstrap, kafka_topic, isolation="read_uncommitted", expect=15)
-    assert {v for v in uncommitted if v.startswith(b"aborted-")} == {f"aborted-{i}".encode() for i in range(10)}
+    uncommitted = _consume_all(
+        kafka_bootstrap, kafka_topic, isolation="read_uncommitted", expect=15
+    )
+    assert {v for v in uncommitted if v.startswith(b"aborted-")} == {
+        f"aborted-{i}".encode() for i in range(10)
+    }
 
 
 def _assignment_after_poll(consumer: Consumer, polls: int = 40) -> set[int]:
@@ -87,8 +108,13 @@ def test_two_consumers_in_one_group_share_partitions_after_rebalance(
     kafka_bootstrap: str, kafka_topic: str
 ) -> None:
     group = f"g-{uuid.uuid4().hex}"
-    config = {"bootstrap.servers": kafka_bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-              "session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+    config = {
+        "bootstrap.servers": kafka_bootstrap,
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+    }
     first = Consumer(config)
     first.subscribe([kafka_topic])
     assert _assignment_after_poll(first) == {0, 1, 2}
@@ -118,8 +144,14 @@ def test_committed_offsets_survive_a_new_consumer(kafka_bootstrap: str, kafka_to
         producer.produce(kafka_topic, value=str(i).encode(), partition=0)
     assert producer.flush(30) == 0
     group = f"g-{uuid.uuid4().hex}"
-    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group,
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
     consumer.assign([TopicPartition(kafka_topic, 0, 0)])
     seen = 0
     while seen < 12:
@@ -129,7 +161,9 @@ def test_committed_offsets_survive_a_new_consumer(kafka_bootstrap: str, kafka_to
             last = msg
     consumer.commit(message=last, asynchronous=False)
     consumer.close()
-    again = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group, "auto.offset.reset": "earliest"})
+    again = Consumer(
+        {"bootstrap.servers": kafka_bootstrap, "group.id": group, "auto.offset.reset": "earliest"}
+    )
     committed = again.committed([TopicPartition(kafka_topic, 0)], timeout=10)
     again.close()
     assert committed[0].offset == 12
@@ -140,8 +174,10 @@ def test_postgres_round_trip(postgres_dsn: str) -> None:
     import psycopg
 
     with psycopg.connect(postgres_dsn) as conn:
-        conn.execute("CREATE TABLE windows (window_start timestamptz, region text, max_speed real,"
-                     " PRIMARY KEY (window_start, region))")
+        conn.execute(
+            "CREATE TABLE windows (window_start timestamptz, region text, max_speed real,"
+            " PRIMARY KEY (window_start, region))"
+        )
         conn.execute("INSERT INTO windows VALUES ('2026-11-25T06:00:00Z', 'Oslo', 82.5)")
         conn.execute(
             "INSERT INTO windows VALUES ('2026-11-25T06:00:00Z', 'Oslo', 90.0) "
