@@ -1,0 +1,644 @@
+"""The append-only audit log: group-committed, fsynced appends into segment files, a hash chain,
+an incremental Merkle tree and signed tree heads; torn tails are cut back on open and recorded."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from audit.canonical import canonical_json, parse_json, parse_timestamp, utc_timestamp
+from audit.errors import AuditError, LogClosed, LogCorrupted, RecordRejected
+from audit.keys import SigningKey
+from audit.merkle import MerkleFrontier, leaf_hash
+from audit.segments import LOCK_FILE, list_segments, segment_name, split_entries
+from audit.tree_head import TREE_HEAD_TYPE, SignedTreeHead
+
+FORMAT = "fjordgate-audit/1"
+GENESIS_PREV = "0" * 64
+RESERVED_FIELDS = frozenset({"seq", "ts", "prev"})
+
+_log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReceipt:
+    """Proof of a durable append: the record's position and its RFC 6962 leaf hash (hex)."""
+
+    seq: int
+    leaf_hash: str
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Records that share one write and one fsync; appenders wait on `done`."""
+
+    records: list[Mapping[str, Any]] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+    receipts: list[AuditReceipt | AuditError] = field(default_factory=list)
+    error: BaseException | None = None
+    action: Callable[[], None] | None = None  # a control step run by the writer instead
+
+
+@dataclass(slots=True)
+class _Replay:
+    """What reading an existing log tells the writer."""
+
+    log_id: str | None = None
+    key_id: str | None = None
+    size: int = 0
+    prev: str = GENESIS_PREV
+    covered: int = 0  # tree size of the last tree head
+    segment_index: int = 0
+    segment_bytes: int = 0
+    segment_started: float = 0.0
+    last_time: float = 0.0  # of the last entry read, seconds since the epoch
+    cut: tuple[Path, int, int] | None = None  # segment, offset, bytes discarded
+    frontier: MerkleFrontier = field(default_factory=MerkleFrontier)
+
+
+def _check_record(record: Mapping[str, Any]) -> None:
+    if not isinstance(record, Mapping):
+        raise RecordRejected(f"an audit record must be a mapping, not {type(record).__name__}")
+    kind = record.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise RecordRejected("an audit record needs a non-empty string field 'type'")
+    if kind == TREE_HEAD_TYPE:
+        raise RecordRejected("record type 'tree_head' is reserved for the log's own tree heads")
+    clash = RESERVED_FIELDS.intersection(record)
+    if clash:
+        raise RecordRejected(
+            f"record of type {kind!r} sets {sorted(clash)}, which the log assigns itself; "
+            "leave them out"
+        )
+
+
+class AuditLog:
+    """One process's audit log in one directory. Thread-safe; there is no update or delete.
+
+    `append` hands the record to a writer thread that gathers concurrent appends into a batch
+    (up to `batch_size` records, waiting at most `linger_ms` for it to fill), writes the batch
+    with one `write` and one `fsync`, and only then wakes the appenders.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        signing_key: SigningKey,
+        *,
+        batch_size: int,
+        linger_ms: float,
+        tree_head_every: int,
+        tree_head_ms: float,
+        segment_max_bytes: int,
+        segment_max_age_s: float,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if tree_head_every < 1:
+            raise ValueError("tree_head_every must be at least 1")
+        self.directory = directory
+        self._key = signing_key
+        self._batch_size = batch_size
+        self._linger = max(0.0, linger_ms) / 1000.0
+        self._tree_head_every = tree_head_every
+        self._tree_head_interval = max(0.001, tree_head_ms / 1000.0)
+        self._segment_max_bytes = segment_max_bytes
+        self._segment_max_age = segment_max_age_s
+
+        self._cond = threading.Condition()
+        self._queue: deque[_Batch] = deque()
+        self._open_batch: _Batch | None = None
+        self._closing = False
+        self._failed: BaseException | None = None
+
+        # Writer-thread state (touched only by the writer after open).
+        self._log_id = ""
+        self._frontier = MerkleFrontier()
+        self._prev = GENESIS_PREV
+        self._covered = 0
+        self._last_tree_head_at = time.monotonic()
+        self._segment_index = 0
+        self._segment_fd = -1
+        self._segment_bytes = 0
+        self._segment_started = time.time()
+        self._latest_tree_head: SignedTreeHead | None = None
+        self._lock_fd = -1
+        self._writer: threading.Thread | None = None
+
+    # ----------------------------------------------------------------- opening
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path,
+        signing_key: SigningKey,
+        *,
+        batch_size: int = 256,
+        linger_ms: float = 0.0,
+        tree_head_every: int = 1000,
+        tree_head_ms: float = 1000.0,
+        segment_max_bytes: int = 64 * 1024 * 1024,
+        segment_max_age_s: float = 24 * 3600.0,
+        previous_key: SigningKey | None = None,
+    ) -> AuditLog:
+        """Open (or create) the log in `directory` for appending.
+
+        A torn tail (a partial last entry after a crash) is cut back and a `recovery` record
+        says so. When the log's tree heads are signed by `previous_key`, the log rotates to
+        `signing_key` and records the rotation; any other key mismatch is refused.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        log = cls(
+            directory,
+            signing_key,
+            batch_size=batch_size,
+            linger_ms=linger_ms,
+            tree_head_every=tree_head_every,
+            tree_head_ms=tree_head_ms,
+            segment_max_bytes=segment_max_bytes,
+            segment_max_age_s=segment_max_age_s,
+        )
+        log._lock()
+        try:
+            log._start(previous_key)
+        except BaseException:
+            log._release()
+            raise
+        return log
+
+    def _lock(self) -> None:
+        fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise AuditError(
+                f"{self.directory}: another process has this audit log open; each process "
+                "keeps its own log directory (for example one subdirectory per instance)"
+            ) from exc
+        self._lock_fd = fd
+
+    def _release(self) -> None:
+        if self._segment_fd >= 0:
+            os.close(self._segment_fd)
+            self._segment_fd = -1
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def _start(self, previous_key: SigningKey | None) -> None:
+        replay = _replay(self.directory)
+        first: list[dict[str, Any]] = []
+        if replay.log_id is None:
+            self._log_id = uuid.uuid4().hex
+            self._segment_index = 1
+            self._open_segment(new=True)
+            first.append(
+                {
+                    "type": "log_created",
+                    "format": FORMAT,
+                    "log_id": self._log_id,
+                    "key_id": self._key.key_id,
+                    "public_key": self._key.public_key.base64,
+                    "hash": "sha256",
+                    "signature_scheme": "ed25519",
+                }
+            )
+        else:
+            self._log_id = replay.log_id
+            self._frontier = replay.frontier
+            self._prev = replay.prev
+            self._covered = replay.covered
+            self._segment_index = replay.segment_index
+            self._segment_started = replay.segment_started
+            if replay.cut is not None:
+                path, offset, discarded = replay.cut
+                with open(path, "r+b") as torn:
+                    torn.truncate(offset)
+                    torn.flush()
+                    os.fsync(torn.fileno())
+                _log.warning(
+                    "audit.torn_tail_cut",
+                    segment=path.name,
+                    offset=offset,
+                    bytes_discarded=discarded,
+                )
+                first.append(
+                    {
+                        "type": "recovery",
+                        "reason": "torn_tail",
+                        "segment": path.name,
+                        "offset": offset,
+                        "bytes_discarded": discarded,
+                        "records_before": replay.size,
+                    }
+                )
+            elif replay.covered != replay.size:
+                first.append(
+                    {
+                        "type": "recovery",
+                        "reason": "unclean_shutdown",
+                        "segment": segment_name(replay.segment_index),
+                        "offset": replay.segment_bytes,
+                        "bytes_discarded": 0,
+                        "records_before": replay.size,
+                    }
+                )
+            self._open_segment(new=False)
+            if replay.key_id != self._key.key_id:
+                if previous_key is None or previous_key.key_id != replay.key_id:
+                    raise AuditError(
+                        f"{self.directory}: the log's tree heads are signed by {replay.key_id}, "
+                        f"but the key given is {self._key.key_id}; open it with that key, or "
+                        "pass the old key as previous_key to rotate to the new one"
+                    )
+                # Records before the rotation are committed under the old key.
+                new_key, self._key = self._key, previous_key
+                if first:
+                    self._commit_records(first, reason="recovery", force_tree_head=True)
+                    first = []
+                self._rotate_key_now(new_key)
+        if first:
+            self._commit_records(first, reason="open", force_tree_head=True)
+        self._last_tree_head_at = time.monotonic()
+        self._writer = threading.Thread(
+            target=self._run_writer, name=f"audit-writer:{self.directory.name}", daemon=True
+        )
+        self._writer.start()
+
+    def _open_segment(self, *, new: bool) -> None:
+        path = self.directory / segment_name(self._segment_index)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        fd = os.open(path, flags, 0o640)
+        self._segment_fd = fd
+        self._segment_bytes = os.fstat(fd).st_size
+        if new:
+            self._segment_started = time.time()
+            # A new file is durable only once its directory entry is.
+            dir_fd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+    # ----------------------------------------------------------------- appending
+
+    def append(self, record: Mapping[str, Any]) -> AuditReceipt:
+        """Append one record; returns once it is fsynced. Raises RecordRejected or LogClosed."""
+        return self._submit([record])[0]
+
+    def append_many(self, records: Iterable[Mapping[str, Any]]) -> list[AuditReceipt]:
+        """Append several records in one group commit (one write, one fsync)."""
+        return self._submit(list(records), whole=True)
+
+    def _submit(self, records: list[Mapping[str, Any]], whole: bool = False) -> list[AuditReceipt]:
+        if not records:
+            return []
+        for record in records:
+            _check_record(record)
+        with self._cond:
+            if self._closing or self._failed is not None:
+                raise LogClosed(self._closed_message())
+            batch = self._open_batch
+            if (
+                batch is None
+                or len(batch.records) >= self._batch_size
+                or (
+                    whole and len(batch.records) + len(records) > self._batch_size and batch.records
+                )
+            ):
+                batch = _Batch()
+                self._open_batch = batch
+                self._queue.append(batch)
+            start = len(batch.records)
+            batch.records.extend(records)
+            self._cond.notify_all()
+        batch.done.wait()
+        if batch.error is not None:
+            raise LogClosed(self._closed_message()) from batch.error
+        results = batch.receipts[start : start + len(records)]
+        for result in results:
+            if isinstance(result, AuditError):
+                raise result
+        return results  # type: ignore[return-value]
+
+    def _run_on_writer(self, action: Callable[[], None]) -> None:
+        """Run a control step on the writer thread, in order with the appends before it."""
+        batch = _Batch(action=action)
+        with self._cond:
+            if self._closing or self._failed is not None:
+                raise LogClosed(self._closed_message())
+            self._queue.append(batch)
+            self._open_batch = None
+            self._cond.notify_all()
+        batch.done.wait()
+        if batch.error is not None:
+            raise LogClosed(self._closed_message()) from batch.error
+
+    def rotate_key(self, new_key: SigningKey) -> None:
+        """Switch to `new_key`: a `key_rotation` record, endorsed by a tree head signed with
+        the current key; every later tree head is signed with `new_key`."""
+        if new_key.key_id == self._key.key_id:
+            raise AuditError(f"{self.directory}: the log already signs with {new_key.key_id}")
+        self._run_on_writer(lambda: self._rotate_key_now(new_key))
+
+    def seal_segment(self) -> None:
+        """Close the current segment with a final signed tree head now (for archiving)."""
+        self._run_on_writer(self._seal_segment)
+
+    def write_tree_head(self) -> SignedTreeHead:
+        """Write a signed tree head over everything appended so far and return it."""
+
+        def step() -> None:
+            if self._frontier.size > self._covered or self._latest_tree_head is None:
+                self._write(self._tree_head_line("requested"))
+
+        self._run_on_writer(step)
+        assert self._latest_tree_head is not None
+        return self._latest_tree_head
+
+    def _closed_message(self) -> str:
+        if self._failed is not None:
+            return (
+                f"{self.directory}: the audit log's writer failed ({self._failed!r}); "
+                "nothing more is appended: restart the process to reopen the log"
+            )
+        return f"{self.directory}: the audit log is closed"
+
+    # ----------------------------------------------------------------- writer thread
+
+    def _run_writer(self) -> None:
+        while True:
+            with self._cond:
+                batch = self._next_batch()
+                finishing = batch is None and self._closing
+            try:
+                if batch is not None:
+                    self._commit_batch(batch)
+                elif finishing:
+                    self._finish()
+                    return
+                elif self._tree_head_due():
+                    self._write(self._tree_head_line("interval"))
+            except BaseException as exc:  # fail closed: no append succeeds after an I/O error
+                _log.error("audit.writer_failed", error=repr(exc))
+                with self._cond:
+                    self._failed = exc
+                    pending = list(self._queue)
+                    self._queue.clear()
+                    self._open_batch = None
+                for waiting in ([batch] if batch is not None else []) + pending:
+                    waiting.error = exc
+                    waiting.done.set()
+                return
+
+    def _next_batch(self) -> _Batch | None:
+        """Under the lock: wait for a batch (or a tree-head deadline, or close) and take it."""
+        while not self._queue and not self._closing:
+            if self._frontier.size > self._covered:
+                remaining = self._last_tree_head_at + self._tree_head_interval - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            else:
+                self._cond.wait()
+        if not self._queue:
+            return None
+        head = self._queue[0]
+        if self._linger > 0 and head is self._open_batch:
+            deadline = time.monotonic() + self._linger
+            while len(head.records) < self._batch_size and not self._closing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+        self._queue.popleft()
+        if head is self._open_batch:
+            self._open_batch = None
+        return head
+
+    def _tree_head_due(self) -> bool:
+        return self._frontier.size > self._covered and (
+            time.monotonic() - self._last_tree_head_at >= self._tree_head_interval
+        )
+
+    def _commit_batch(self, batch: _Batch) -> None:
+        if batch.action is not None:
+            batch.action()
+        else:
+            batch.receipts = self._commit_records(batch.records, reason="interval")
+        batch.done.set()
+
+    def _commit_records(
+        self, records: Sequence[Mapping[str, Any]], *, reason: str, force_tree_head: bool = False
+    ) -> list[AuditReceipt | AuditError]:
+        """Encode, chain and write `records` with one write and one fsync (writer thread only)."""
+        if self._segment_bytes > 0 and (
+            self._segment_bytes >= self._segment_max_bytes
+            or time.time() - self._segment_started >= self._segment_max_age
+        ):
+            self._seal_segment()
+        ts = utc_timestamp()
+        out = bytearray()
+        results: list[AuditReceipt | AuditError] = []
+        frontier = self._frontier
+        for record in records:
+            entry = dict(record)
+            entry["seq"] = frontier.size
+            entry["ts"] = ts
+            entry["prev"] = self._prev
+            try:
+                line = canonical_json(entry)
+            except TypeError as exc:
+                results.append(
+                    RecordRejected(
+                        f"record of type {record.get('type')!r} is not JSON-serialisable ({exc}); "
+                        "use only str, int, float, bool, None, lists and string-keyed mappings"
+                    )
+                )
+                continue
+            digest = leaf_hash(line)
+            frontier.append(digest)
+            self._prev = digest.hex()
+            out += line
+            out += b"\n"
+            results.append(AuditReceipt(entry["seq"], self._prev))
+        uncovered = frontier.size - self._covered
+        if uncovered >= self._tree_head_every:
+            out += self._tree_head_line("count")
+        elif uncovered and (
+            force_tree_head
+            or time.monotonic() - self._last_tree_head_at >= self._tree_head_interval
+        ):
+            out += self._tree_head_line(reason)
+        if out:
+            self._write(bytes(out))
+        return results
+
+    def _tree_head_line(self, reason: str) -> bytes:
+        head = SignedTreeHead.sign(
+            self._key,
+            log_id=self._log_id,
+            tree_size=self._frontier.size,
+            root_hash=self._frontier.root(),
+            timestamp=utc_timestamp(),
+            reason=reason,
+            segment=self._segment_index,
+        )
+        self._covered = head.tree_size
+        self._last_tree_head_at = time.monotonic()
+        self._latest_tree_head = head
+        return head.to_line() + b"\n"
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._segment_fd, view)
+            view = view[written:]
+        os.fsync(self._segment_fd)
+        self._segment_bytes += len(data)
+
+    def _seal_segment(self) -> None:
+        """Close the current segment with its final signed tree head and start the next."""
+        self._write(self._tree_head_line("segment_sealed"))
+        os.close(self._segment_fd)
+        self._segment_fd = -1
+        self._segment_index += 1
+        self._open_segment(new=True)
+
+    def _rotate_key_now(self, new_key: SigningKey) -> None:
+        record = {
+            "type": "key_rotation",
+            "old_key_id": self._key.key_id,
+            "new_key_id": new_key.key_id,
+            "new_public_key": new_key.public_key.base64,
+        }
+        # The old key endorses the rotation: its tree head covers the rotation record.
+        self._commit_records([record], reason="key_rotation", force_tree_head=True)
+        self._key = new_key
+        _log.info("audit.key_rotated", old_key_id=record["old_key_id"], new_key_id=new_key.key_id)
+
+    def _finish(self) -> None:
+        if self._frontier.size > self._covered:
+            self._write(self._tree_head_line("close"))
+        self._release()
+
+    # ----------------------------------------------------------------- control
+
+    @property
+    def log_id(self) -> str:
+        return self._log_id
+
+    @property
+    def key_id(self) -> str:
+        return self._key.key_id
+
+    @property
+    def latest_tree_head(self) -> SignedTreeHead | None:
+        """The newest tree head this process wrote (None before the first)."""
+        return self._latest_tree_head
+
+    def close(self) -> None:
+        """Write what is queued, a final tree head, and release the directory. Idempotent."""
+        with self._cond:
+            if self._closing:
+                already = True
+            else:
+                already = False
+                self._closing = True
+                self._cond.notify_all()
+        if self._writer is not None and self._writer is not threading.current_thread():
+            self._writer.join()
+        if already:
+            return
+        if self._failed is not None:
+            self._release()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _replay(directory: Path) -> _Replay:
+    """Read an existing log: rebuild the chain and Merkle frontier, find a torn tail."""
+    state = _Replay()
+    segments = list_segments(directory)
+    for position, (index, path) in enumerate(segments):
+        last_segment = position == len(segments) - 1
+        data = path.read_bytes()
+        state.segment_index = index
+        state.segment_bytes = len(data)
+        state.segment_started = path.stat().st_mtime
+        for raw in split_entries(data):
+            problem = _replay_entry(state, raw.data) if raw.complete else "partial last entry"
+            if problem is None:
+                if raw.offset == 0:
+                    state.segment_started = state.last_time
+                continue
+            if last_segment and not _whole_entry_follows(data, raw.offset):
+                state.cut = (path, raw.offset, len(data) - raw.offset)
+                state.segment_bytes = raw.offset
+                return state
+            raise LogCorrupted(path, raw.offset, problem)
+    return state
+
+
+def _whole_entry_follows(data: bytes, offset: int) -> bool:
+    """True when a parseable, newline-terminated entry follows the bad one at `offset`: then
+    the damage is in the middle, not a torn tail."""
+    for raw in split_entries(data[offset:]):
+        if raw.offset == 0 or not raw.complete:
+            continue
+        try:
+            parse_json(raw.data)
+        except ValueError:
+            continue
+        return True
+    return False
+
+
+def _replay_entry(state: _Replay, line: bytes) -> str | None:
+    """Fold one whole entry into `state`; returns what is wrong with it, or None."""
+    try:
+        entry = parse_json(line)
+    except ValueError:
+        return "not valid JSON"
+    if not isinstance(entry, dict):
+        return "not a JSON object"
+    with contextlib.suppress(ValueError, TypeError, KeyError):
+        state.last_time = parse_timestamp(str(entry.get("ts") or entry["timestamp"])).timestamp()
+    if entry.get("type") == TREE_HEAD_TYPE:
+        if entry.get("tree_size") != state.size:
+            return f"tree head for size {entry.get('tree_size')} where the log has {state.size}"
+        state.covered = state.size
+        return None
+    if entry.get("seq") != state.size:
+        return f"record seq {entry.get('seq')} where {state.size} was expected"
+    if entry.get("prev") != state.prev:
+        return f"record {state.size}: prev does not match the previous record's hash"
+    if state.size == 0:
+        if entry.get("type") != "log_created" or not isinstance(entry.get("log_id"), str):
+            return "the first record is not a log_created record"
+        state.log_id = entry["log_id"]
+        state.key_id = entry.get("key_id")
+    elif entry.get("type") == "key_rotation":
+        state.key_id = entry.get("new_key_id")
+    digest = leaf_hash(line)
+    state.frontier.append(digest)
+    state.prev = digest.hex()
+    state.size += 1
+    return None
