@@ -11,14 +11,17 @@ import typer
 
 
 def _pending(name: str) -> typer.Typer:
-    group = typer.Typer(help="The gateway service and the embedded demo (not available yet: issue #8).")
+    group = typer.Typer(
+        help="The gateway service and the embedded demo (not available yet: issue #8)."
+    )
 
     @group.callback(invoke_without_command=True)
     def pending(ctx: typer.Context) -> None:
         if ctx.resilient_parsing:
             return
         print(
-            f"fjordgate {name}: not available yet: the gateway service and the embedded demo (issue #8) "
+            f"fjordgate {name}: not available yet: the gateway service and the embedded demo "
+            "(issue #8) "
             "has not landed in this build.",
             file=sys.stderr,
         )

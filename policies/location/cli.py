@@ -11,14 +11,17 @@ import typer
 
 
 def _pending(name: str) -> typer.Typer:
-    group = typer.Typer(help="Location, jurisdiction and placement checks (not available yet: issue #6).")
+    group = typer.Typer(
+        help="Location, jurisdiction and placement checks (not available yet: issue #6)."
+    )
 
     @group.callback(invoke_without_command=True)
     def pending(ctx: typer.Context) -> None:
         if ctx.resilient_parsing:
             return
         print(
-            f"fjordgate {name}: not available yet: location, jurisdiction and placement checks (issue #6) "
+            f"fjordgate {name}: not available yet: location, jurisdiction and placement checks "
+            "(issue #6) "
             "has not landed in this build.",
             file=sys.stderr,
         )
