@@ -1,0 +1,183 @@
+"""The enforcement pipeline: a list of steps per stream, composed from the policy in force.
+
+`Pipeline.run` passes one record through its steps in order; a rejection
+skips the remaining steps except those that account for refusals (audit,
+dead-letter). `PolicyPipelines` holds one pipeline per declared stream for
+one policy, and is replaced whole when the policy is reloaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.errors import EventRejected
+from gateway.record import EventRecord
+from gateway.steps import (
+    Audit,
+    DeadLetter,
+    Decide,
+    DecisionEngine,
+    Encrypter,
+    Identify,
+    Parse,
+    Publish,
+    Redactor,
+    Step,
+    Tag,
+    TextScanner,
+    Tokeniser,
+    Transform,
+    Validate,
+)
+
+
+class Pipeline:
+    """Steps over one event record, run in order."""
+
+    __slots__ = ("steps", "stream")
+
+    def __init__(self, stream: str, steps: Sequence[Step]) -> None:
+        self.stream = stream
+        self.steps = tuple(steps)
+
+    @property
+    def step_names(self) -> list[str]:
+        """The steps' names in order (for `gateway explain` and tests)."""
+        return [step.name for step in self.steps]
+
+    def run(self, record: EventRecord) -> EventRecord:
+        """Pass `record` through every step; a rejection is recorded, not raised."""
+        for step in self.steps:
+            if record.rejected is not None and not step.on_rejected:
+                continue
+            try:
+                step(record)
+            except EventRejected as exc:
+                record.rejected = exc
+                record.status = "rejected"
+        return record
+
+
+@dataclass(frozen=True)
+class PiiTools:
+    """The detectors and transforms the steps use (from `gateway.pii`)."""
+
+    detector: TextScanner
+    tokenisers: Callable[[str | None], Tokeniser]
+    cipher: Encrypter
+    redactor: Redactor
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names per stream: `{stream}` in a template is replaced by the stream's name."""
+
+    tagged: str = "{stream}.tagged"
+    raw: str = "{stream}.raw"
+    dead_letter: str = "{stream}.dead-letter"
+
+    def tagged_for(self, stream: str) -> str:
+        return self.tagged.replace("{stream}", stream)
+
+    def raw_for(self, stream: str) -> str:
+        return self.raw.replace("{stream}", stream)
+
+    def dead_letter_for(self, stream: str) -> str:
+        return self.dead_letter.replace("{stream}", stream)
+
+
+def build_pipeline(
+    policy: Any,
+    engine: DecisionEngine,
+    stream: str,
+    tools: PiiTools,
+    *,
+    topics: Topics,
+    destination: str | None,
+    source: str = "http",
+    event_id_field: str = "event_id",
+    assign_missing_ids: bool = True,
+) -> Pipeline:
+    """Compose the steps one stream needs under `policy`.
+
+    The tag step is there only when the stream declares fields to scan; the
+    dead-letter step only for Kafka ingress (an HTTP producer gets the reason
+    in its response instead).
+    """
+    declared = policy.streams[stream]
+    policy_hash: str = policy.content_hash
+    steps: list[Step] = [
+        Parse(),
+        Identify(event_id_field, assign_missing=assign_missing_ids),
+        Validate(declared, event_id_field=event_id_field),
+    ]
+    if any(rule.scan is not None for rule in declared.fields.values()):
+        steps.append(Tag(declared, tools.detector))
+    steps += [
+        Decide(engine, destination=destination, enforce=policy.mode == "enforce"),
+        Transform(
+            stream,
+            declared,
+            tokenisers=tools.tokenisers,
+            cipher=tools.cipher,
+            redactor=tools.redactor,
+            event_id_field=event_id_field,
+        ),
+        Audit(source=source, policy_hash=policy_hash, destination=destination),
+        Publish(
+            topic=topics.tagged_for(stream),
+            key_field=declared.key,
+            policy_hash=policy_hash,
+            stream=stream,
+        ),
+    ]
+    if source == "kafka":
+        steps.append(
+            DeadLetter(topic=topics.dead_letter_for(stream), policy_hash=policy_hash, stream=stream)
+        )
+    return Pipeline(stream, steps)
+
+
+@dataclass
+class PolicyPipelines:
+    """One policy in force: its engine and a pipeline per declared stream."""
+
+    policy: Any
+    engine: Any
+    pipelines: dict[str, Pipeline] = field(default_factory=dict)
+
+    @property
+    def content_hash(self) -> str:
+        return str(self.policy.content_hash)
+
+    @classmethod
+    def build(
+        cls,
+        policy: Any,
+        engine: Any,
+        tools: PiiTools,
+        *,
+        topics: Topics,
+        destination: str | None,
+        source: str = "http",
+        event_id_field: str = "event_id",
+    ) -> PolicyPipelines:
+        pipelines = {
+            name: build_pipeline(
+                policy,
+                engine,
+                name,
+                tools,
+                topics=topics,
+                destination=destination,
+                source=source,
+                event_id_field=event_id_field,
+            )
+            for name in policy.streams
+        }
+        return cls(policy=policy, engine=engine, pipelines=pipelines)
+
+    def get(self, stream: str) -> Pipeline | None:
+        return self.pipelines.get(stream)

@@ -1,0 +1,277 @@
+"""Publishers: where minimised events go, durably, all-or-nothing per group.
+
+`KafkaPublisher` writes each group in one Kafka transaction, so a group the
+gateway could not confirm (broker gone, crash, kill -9) is aborted and never
+seen by read-committed consumers. Retries of such a group are safe because the
+event-id index is rebuilt from the committed tail of the topic.
+`LocalLogPublisher` appends to the processor's durable local log (embedded mode).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from gateway.errors import PublishError
+from gateway.metrics import GatewayMetrics
+from gateway.record import OutgoingMessage
+from gateway.steps import EVENT_ID_HEADER
+
+log = structlog.get_logger(__name__)
+
+
+class Publisher(Protocol):
+    """What the committer needs from a destination of minimised events."""
+
+    destination: str
+
+    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Make every message durable, or none visible; raise PublishError otherwise."""
+
+    def recent_event_ids(self) -> Iterator[str]:
+        """Event ids durably published since the last call (the whole tail on the first)."""
+
+    def ready(self) -> bool:
+        """Whether a publish is expected to succeed now."""
+
+    def probe(self) -> bool:
+        """Try to become ready (reconnect); cheap to call once a second."""
+
+    def close(self) -> None:
+        """Release connections and files."""
+
+
+def ensure_topics(
+    bootstrap: str,
+    topics: Sequence[str],
+    *,
+    partitions: int = 3,
+    replication: int = 1,
+    timeout_s: float = 15.0,
+) -> None:
+    """Create the topics that do not exist yet (idempotent)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = admin.list_topics(timeout=timeout_s).topics
+    missing = [t for t in dict.fromkeys(topics) if t not in existing]
+    if not missing:
+        return
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=partitions, replication_factor=replication) for t in missing],
+        operation_timeout=timeout_s,
+    )
+    for topic, future in futures.items():
+        try:
+            future.result(timeout=timeout_s)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise PublishError(
+                    f"cannot create Kafka topic {topic!r}: {exc.args[0].str()}"
+                ) from exc
+
+
+class KafkaPublisher:
+    """Transactional Kafka producer for the tagged topic: one transaction per group.
+
+    Not thread-safe by design: only the committer thread publishes.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Sequence[str],
+        *,
+        transactional_id: str,
+        metrics: GatewayMetrics | None = None,
+        timeout_s: float = 10.0,
+        index_window: int = 1_000_000,
+        extra_config: dict[str, Any] | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topics = list(topics)
+        self.destination = f"kafka://{bootstrap}"
+        self.transactional_id = transactional_id
+        self.timeout_s = timeout_s
+        self.index_window = index_window
+        self._metrics = metrics
+        self._extra = dict(extra_config or {})
+        self._producer: Producer | None = None
+        self._scanned: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset
+        self._lock = threading.Lock()
+        self._healthy = False
+        self._last_init_failure = 0.0
+        self.retry_s = 1.0
+
+    def _config(self) -> dict[str, Any]:
+        timeout_ms = int(self.timeout_s * 1000)
+        return {
+            "bootstrap.servers": self.bootstrap,
+            "transactional.id": self.transactional_id,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 2,
+            "message.timeout.ms": timeout_ms,
+            "transaction.timeout.ms": max(timeout_ms * 3, 30_000),
+            "socket.connection.setup.timeout.ms": min(timeout_ms, 10_000),
+            **self._extra,
+        }
+
+    def start(self) -> None:
+        """Create the producer and fence any earlier instance with the same transactional id.
+
+        `init_transactions` aborts a transaction a crashed predecessor left open,
+        so that nothing it did not commit ever becomes visible.
+        """
+        with self._lock:
+            self._ensure_producer()
+
+    def _ensure_producer(self) -> Producer:
+        if self._producer is not None:
+            return self._producer
+        if time.monotonic() - self._last_init_failure < self.retry_s:
+            # Fail fast while the broker is known to be away; probe() reconnects.
+            raise PublishError(f"Kafka at {self.bootstrap} not reachable (retrying)")
+        producer = Producer(self._config())
+        try:
+            producer.init_transactions(self.timeout_s)
+        except KafkaException as exc:
+            self._count("init")
+            self._healthy = False
+            self._last_init_failure = time.monotonic()
+            raise PublishError(
+                f"Kafka at {self.bootstrap} not reachable: {exc.args[0].str()}"
+            ) from exc
+        self._producer = producer
+        self._healthy = True
+        return producer
+
+    def _count(self, kind: str) -> None:
+        if self._metrics is not None:
+            self._metrics.kafka_delivery_errors.labels(kind).inc()
+
+    def _reset(self) -> None:
+        # A producer whose transaction state is unknown is thrown away; the next
+        # one's init_transactions resolves that state with the coordinator.
+        self._producer = None
+        self._healthy = False
+
+    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        if not messages:
+            return
+        with self._lock:
+            producer = self._ensure_producer()
+            try:
+                producer.begin_transaction()
+                for m in messages:
+                    self._produce(producer, m)
+                producer.commit_transaction(self.timeout_s)
+            except KafkaException as exc:
+                error = exc.args[0]
+                self._count("commit" if not error.fatal() else "fatal")
+                self._abort(producer)
+                raise PublishError(f"Kafka transaction not committed: {error.str()}") from exc
+            except BufferError as exc:
+                self._count("queue_full")
+                self._abort(producer)
+                raise PublishError("Kafka producer queue stayed full") from exc
+            self._healthy = True
+
+    def _produce(self, producer: Producer, m: OutgoingMessage) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                producer.produce(m.topic, value=m.value, key=m.key, headers=m.headers)
+                return
+            except BufferError:
+                if time.monotonic() > deadline:
+                    raise
+                producer.poll(0.05)
+
+    def _abort(self, producer: Producer) -> None:
+        try:
+            producer.abort_transaction(self.timeout_s)
+        except KafkaException:
+            self._reset()
+            return
+        self._healthy = False
+
+    def recent_event_ids(self) -> Iterator[str]:
+        """Read the committed tail of every tagged topic from where the last call stopped."""
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"{self.transactional_id}-index",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+            }
+        )
+        try:
+            assignments: list[TopicPartition] = []
+            metadata = consumer.list_topics(timeout=self.timeout_s)
+            for topic in self.topics:
+                topic_md = metadata.topics.get(topic)
+                if topic_md is None or topic_md.error is not None:
+                    continue
+                for partition in topic_md.partitions:
+                    low, high = consumer.get_watermark_offsets(
+                        TopicPartition(topic, partition), timeout=self.timeout_s
+                    )
+                    start = self._scanned.get(
+                        (topic, partition), max(low, high - self.index_window)
+                    )
+                    if start < high:
+                        assignments.append(TopicPartition(topic, partition, start))
+            if not assignments:
+                return
+            consumer.assign(assignments)
+            open_partitions = {(tp.topic, tp.partition) for tp in assignments}
+            idle_deadline = time.monotonic() + self.timeout_s
+            while open_partitions and time.monotonic() < idle_deadline:
+                for msg in consumer.consume(1000, 0.5):
+                    where = (str(msg.topic()), int(msg.partition() or 0))
+                    error = msg.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            open_partitions.discard(where)
+                            self._scanned[where] = int(msg.offset() or 0)
+                        continue
+                    idle_deadline = time.monotonic() + self.timeout_s
+                    self._scanned[where] = int(msg.offset() or 0) + 1
+                    for header in msg.headers() or ():
+                        name, value = header[0], header[1]
+                        if name == EVENT_ID_HEADER and isinstance(value, bytes):
+                            yield value.decode("utf-8")
+            if open_partitions:
+                raise PublishError(
+                    "could not read the tagged topics' tail to rebuild the event-id index"
+                )
+        except KafkaException as exc:
+            raise PublishError(f"cannot read the tagged topics: {exc.args[0].str()}") from exc
+        finally:
+            consumer.close()
+
+    def ready(self) -> bool:
+        return self._healthy
+
+    def probe(self) -> bool:
+        with self._lock:
+            try:
+                producer = self._ensure_producer()
+                producer.list_topics(timeout=min(self.timeout_s, 2.0))
+            except (PublishError, KafkaException):
+                self._healthy = False
+                return False
+            self._healthy = True
+            return True
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                self._producer.flush(self.timeout_s)
+                self._producer = None

@@ -1,0 +1,532 @@
+"""The pipeline's steps: small callables over one `EventRecord`, each testable alone.
+
+In the spirit of structlog's processors: a step takes the record, fills in
+the part it owns and returns it, or raises `EventRejected` to take the event
+out of the normal path. Steps marked `on_rejected` (audit, dead-letter) still
+run for a rejected record, so that every refusal is accounted for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Protocol
+
+import orjson
+
+from gateway.errors import EventRejected
+from gateway.fields import generalise_value, get_path, is_missing, leaf_paths, set_path, split_path
+from gateway.record import EventRecord, OutgoingMessage
+
+EVENT_ID_HEADER = "fjordgate-event-id"
+POLICY_HEADER = "fjordgate-policy"
+STREAM_HEADER = "fjordgate-stream"
+REASON_HEADER = "fjordgate-reason"
+REASON_CODE_HEADER = "fjordgate-reason-code"
+
+# Detector type names that the policy vocabulary spells differently.
+_DETECTED_AS_POLICY_CLASS = {"kontonummer": "bank_account"}
+
+# -- what the steps need from other packages (structural, per the interface contract) ---------
+
+
+class FieldDecisionLike(Protocol):
+    @property
+    def path(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+
+
+class DecisionLike(Protocol):
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def fields(self) -> Sequence[Any]: ...
+    @property
+    def reasons(self) -> Sequence[str]: ...
+    @property
+    def policy_hash(self) -> str: ...
+    def to_record(self) -> dict[str, Any]: ...
+
+
+class DecisionEngine(Protocol):
+    def decide(
+        self,
+        event: Mapping[str, Any],
+        stream: str,
+        destination: str | None = None,
+        detected: Mapping[str, Sequence[str]] | None = None,
+    ) -> Any: ...
+
+
+class TextScanner(Protocol):
+    def scan(self, text: str) -> list[Any]: ...
+
+
+class Tokeniser(Protocol):
+    def pseudonymise(self, value: str) -> str: ...
+
+
+class Encrypter(Protocol):
+    def encrypt(self, value: str, *, stream: str, field: str, event_id: str) -> str: ...
+
+
+Redactor = Callable[..., str]
+
+# -- steps --------------------------------------------------------------------------------------
+
+
+class Step:
+    """Base of the steps: a name for metrics and errors, and whether it sees rejected records."""
+
+    name: ClassVar[str] = "step"
+    on_rejected: ClassVar[bool] = False
+
+    def __call__(self, record: EventRecord) -> EventRecord:
+        raise NotImplementedError
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+class Parse(Step):
+    """Bytes → JSON object (a JSON-array batch arrives already parsed)."""
+
+    name = "parse"
+
+    def __call__(self, record: EventRecord) -> EventRecord:
+        if record.event is not None:
+            return record
+        if not record.raw:
+            raise EventRejected("empty_event", "the event is empty; send one JSON object")
+        try:
+            value = orjson.loads(record.raw)
+        except orjson.JSONDecodeError as exc:
+            # Position only: orjson's message may quote the input.
+            raise EventRejected(
+                "invalid_json",
+                f"the event is not valid JSON (line {exc.lineno}, column {exc.colno})",
+            ) from None
+        if not isinstance(value, dict):
+            raise EventRejected(
+                "not_an_object", f"an event must be a JSON object, not {_json_type(value)}"
+            )
+        record.event = value
+        return record
+
+
+class Identify(Step):
+    """Take the event id (the idempotency key) from its field, or assign one."""
+
+    name = "identify"
+    max_length: ClassVar[int] = 200
+
+    def __init__(self, field: str = "event_id", *, assign_missing: bool = True) -> None:
+        self.field = field
+        self.assign_missing = assign_missing
+
+    def __call__(self, record: EventRecord) -> EventRecord:
+        assert record.event is not None
+        value = record.event.get(self.field)
+        if value is None:
+            if not self.assign_missing:
+                raise EventRejected(
+                    "missing_event_id",
+                    f"field {self.field!r} is required: a unique id per event, "
+                    "so that a retried batch is not published twice",
+                    field=self.field,
+                )
+            record.event_id = uuid.uuid4().hex
+            return record
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise EventRejected(
+                "invalid_event_id",
+                f"field {self.field!r} must be a string or an integer, not {_json_type(value)}",
+                field=self.field,
+            )
+        text = str(value)
+        if not 0 < len(text) <= self.max_length or not text.isprintable():
+            raise EventRejected(
+                "invalid_event_id",
+                f"field {self.field!r} must be 1 to {self.max_length} printable characters",
+                field=self.field,
+            )
+        record.event_id = text
+        return record
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+}
+
+
+def _parse_event_time(value: Any, formats: Sequence[str]) -> bool:
+    for fmt in formats:
+        if fmt in ("epoch_ms", "epoch_s"):
+            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+                return True
+        elif fmt == "iso8601" and isinstance(value, str):
+            try:
+                dt.datetime.fromisoformat(value)
+            except ValueError:
+                continue
+            return True
+    return False
+
+
+class Validate(Step):
+    """Check an event against its stream's declared schema: types, required fields, event time."""
+
+    name = "validate"
+
+    def __init__(self, stream: Any, *, event_id_field: str = "event_id") -> None:
+        self._checks: list[tuple[str, tuple[str, ...], tuple[type, ...] | None, bool, str]] = []
+        for path, rule in stream.fields.items():
+            types = _TYPES.get(rule.type)
+            self._checks.append((path, split_path(path), types, bool(rule.required), rule.type))
+        event_time = stream.event_time
+        self._time: tuple[str, tuple[str, ...], list[str], bool] | None = None
+        if event_time is not None:
+            self._time = (
+                event_time.field,
+                split_path(event_time.field),
+                list(event_time.formats),
+                bool(event_time.required),
+            )
+        self._deny_undeclared = stream.undeclared_fields == "deny"
+        self._declared = set(stream.fields) | {event_id_field}
+
+    def __call__(self, record: EventRecord) -> EventRecord:
+        event = record.event
+        assert event is not None
+        for path, parts, types, required, type_name in self._checks:
+            value = get_path(event, parts)
+            if is_missing(value) or value is None:
+                if required:
+                    raise EventRejected("missing_field", f"field {path!r} is required", field=path)
+                continue
+            if types is not None and (
+                not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+            ):
+                raise EventRejected(
+                    "wrong_type",
+                    f"field {path!r} must be {type_name}, not {_json_type(value)}",
+                    field=path,
+                )
+        if self._time is not None:
+            path, parts, formats, required = self._time
+            value = get_path(event, parts)
+            if is_missing(value) or value is None:
+                if required:
+                    raise EventRejected(
+                        "missing_event_time", f"event-time field {path!r} is required", field=path
+                    )
+            elif not _parse_event_time(value, formats):
+                raise EventRejected(
+                    "invalid_event_time",
+                    f"event-time field {path!r} must be one of: {', '.join(formats)}",
+                    field=path,
+                )
+        if self._deny_undeclared:
+            for path in leaf_paths(event):
+                if path not in self._declared and not any(
+                    path.startswith(d + ".") for d in self._declared
+                ):
+                    raise EventRejected(
+                        "undeclared_field",
+                        f"field {path!r} is not declared for stream {record.stream!r}, "
+                        "and the policy denies undeclared fields",
+                        field=path,
+                    )
+        return record
+
+
+class Tag(Step):
+    """Run the detectors on the free-text fields the policy says to scan."""
+
+    name = "tag"
+
+    def __init__(self, stream: Any, detector: TextScanner) -> None:
+        self.detector = detector
+        self._fields: list[tuple[str, tuple[str, ...], frozenset[str] | None]] = []
+        for path, rule in stream.fields.items():
+            if rule.scan is not None:
+                wanted = frozenset(rule.scan.types) if rule.scan.types else None
+                self._fields.append((path, split_path(path), wanted))
+
+    def __call__(self, record: EventRecord) -> EventRecord:
+        assert record.event is not None
+        for path, parts, wanted in self._fields:
+            value = get_path(record.event, parts)
+            if not isinstance(value, str) or not value:
+                continue
+            findings = [
+                f
+                for f in self.detector.scan(value)
+                if wanted is None or _DETECTED_AS_POLICY_CLASS.get(f.type, f.type) in wanted
+            ]
+            if findings:
+                record.findings[path] = findings
+                record.detected[path] = sorted(
+                    {_DETECTED_AS_POLICY_CLASS.get(f.type, f.type) for f in findings}
+                )
+        return record
+
+
+class Decide(Step):
+    """Ask the policy engine for the decision; in `enforce` mode a deny rejects the event."""
+
+    name = "decide"
+
+    def __init__(self, engine: DecisionEngine, *, destination: str | None, enforce: bool) -> None:
+        self.engine = engine
+        self.destination = destination
+        self.enforce = enforce
+
+    def __call__(self, record: EventRecord) -> EventRecord:
+        assert record.event is not None
+        decision = self.engine.decide(
+            record.event, record.stream, self.destination, record.detected or None
+        )
+        record.decision = decision
+        if decision.outcome == "deny" and self.enforce:
+            reasons = "; ".join(decision.reasons) or "the policy denies this event"
+            raise EventRejected("denied", f"denied by policy: {reasons}")
+        return record
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+
+
+class Transform(Step):
+    """Build the minimised event from the decision: keep, pseudonymise, encrypt, redact,
+    generalise or drop each field. Only decided fields (and the event id) are kept."""
+
+    name = "transform"
+
+    def __init__(
+        self,
+        stream_name: str,
+        stream: Any,
+        *,
+        tokenisers: Callable[[str | None], Tokeniser],
+        cipher: Encrypter,
+        redactor: Redactor,
+        event_id_field: str = "event_id",
+    ) -> None:
+        self.stream_name = stream_name
+        self.tokenisers = tokenisers
+        self.cipher = cipher
+        self.redactor = redactor
+        self.event_id_field = event_id_field
+        self._rules = dict(stream.fields)
+        self._parts: dict[str, tuple[str, ...]] = {}
+
+    def _split(self, path: str) -> tuple[str, ...]:
+        parts = self._parts.get(path)
+        if parts is None:
+            parts = self._parts[path] = split_path(path)
+        return parts
+
+    def __call__(self, record: EventRecord) -> EventRecord:
+        event = record.event
+        decision = record.decision
+        assert event is not None and decision is not None
+        out: dict[str, Any] = {}
+        transformed = record.transformed
+        for fd in decision.fields:
+            path = fd.path
+            action = fd.action
+            parts = self._split(path)
+            value = get_path(event, parts)
+            if is_missing(value) or action == "drop":
+                if not is_missing(value):
+                    transformed.append((path, "drop"))
+                continue
+            if action != "allow":
+                value = self._apply(record, path, action, value)
+                transformed.append((path, action))
+            elif path in record.findings:
+                # The policy allowed a field in which detectors found something
+                # (observe-only scan): keep, but say so in the audit record.
+                transformed.append((path, "allow"))
+            set_path(out, parts, value)
+        if record.event_id is not None:
+            out[self.event_id_field] = record.event_id
+        record.output = out
+        return record
+
+    def _apply(self, record: EventRecord, path: str, action: str, value: Any) -> Any:
+        rule = self._rules.get(path)
+        findings = record.findings.get(path)
+        scan = rule.scan if rule is not None else None
+        spans = bool(findings) and scan is not None and scan.scope == "spans"
+        key_id = rule.key_id if rule is not None else None
+        if action == "redact":
+            return self.redactor(value, findings) if spans else self.redactor(_as_text(value))
+        if action == "generalise":
+            try:
+                return generalise_value(value, rule.generalise if rule is not None else None)
+            except ValueError as exc:
+                raise EventRejected(
+                    "cannot_generalise", f"field {path!r}: {exc}", field=path
+                ) from None
+        if action == "pseudonymise":
+            tokeniser = self.tokenisers(key_id)
+            if spans:
+                return _replace_spans(value, findings or [], tokeniser.pseudonymise)
+            return tokeniser.pseudonymise(_as_text(value))
+        if action == "encrypt":
+            event_id = record.event_id or ""
+
+            def seal(text: str) -> str:
+                return self.cipher.encrypt(
+                    text, stream=self.stream_name, field=path, event_id=event_id
+                )
+
+            if spans:
+                return _replace_spans(value, findings or [], seal)
+            return seal(_as_text(value))
+        raise EventRejected(
+            "unknown_action", f"field {path!r}: the policy action {action!r} is not known"
+        )
+
+
+def _replace_spans(text: str, findings: Sequence[Any], replace: Callable[[str], str]) -> str:
+    out: list[str] = []
+    cursor = 0
+    for finding in sorted(findings, key=lambda f: (f.start, -f.end)):
+        if finding.start < cursor:
+            continue
+        out.append(text[cursor : finding.start])
+        out.append(replace(text[finding.start : finding.end]))
+        cursor = finding.end
+    out.append(text[cursor:])
+    return "".join(out)
+
+
+class Audit(Step):
+    """Stage the audit record of the decision (or of the refusal); the committer makes it durable.
+
+    The record holds field names, actions, rule ids, detected types and the
+    policy hash, never a value.
+    """
+
+    name = "audit"
+    on_rejected = True
+
+    def __init__(self, *, source: str, policy_hash: str, destination: str | None) -> None:
+        self.source = source
+        self.policy_hash = policy_hash
+        self.destination = destination
+
+    def __call__(self, record: EventRecord) -> EventRecord:
+        decision = record.decision
+        audit: dict[str, Any] = dict(decision.to_record()) if decision is not None else {}
+        audit["type"] = "decision"
+        audit["stream"] = record.stream
+        audit["event_id"] = record.event_id
+        audit["source"] = self.source
+        audit.setdefault("policy_hash", self.policy_hash)
+        audit.setdefault("destination", self.destination)
+        if record.detected:
+            audit["detected"] = record.detected
+        if record.transformed:
+            audit["transformed"] = [[path, action] for path, action in record.transformed]
+        rejected = record.rejected
+        if rejected is not None:
+            audit["outcome"] = "deny" if rejected.code == "denied" else "rejected"
+            audit["reason"] = {"code": rejected.code, "field": rejected.field}
+        record.audit = audit
+        return record
+
+
+class Publish(Step):
+    """Stage the minimised event as a message for its topic, keyed by the stream's key field."""
+
+    name = "publish"
+
+    def __init__(self, *, topic: str, key_field: str | None, policy_hash: str, stream: str) -> None:
+        self.topic = topic
+        self.key_parts = split_path(key_field) if key_field else None
+        self.policy_hash = policy_hash.encode("utf-8")
+        self.stream = stream.encode("utf-8")
+
+    def __call__(self, record: EventRecord) -> EventRecord:
+        out = record.output
+        assert out is not None and record.event_id is not None
+        key: bytes | None = None
+        if self.key_parts is not None:
+            value = get_path(out, self.key_parts)
+            if not is_missing(value) and value is not None:
+                key = _as_text(value).encode("utf-8")
+        record.message = OutgoingMessage(
+            topic=self.topic,
+            key=key,
+            value=orjson.dumps(out),
+            headers=[
+                (EVENT_ID_HEADER, record.event_id.encode("utf-8")),
+                (POLICY_HEADER, self.policy_hash),
+                (STREAM_HEADER, self.stream),
+            ],
+            event_id=record.event_id,
+        )
+        return record
+
+
+class DeadLetter(Step):
+    """Kafka ingress: route a refused event, as received, to the dead-letter topic,
+    with the reason in headers (the reason names fields, never values)."""
+
+    name = "dead_letter"
+    on_rejected = True
+
+    def __init__(self, *, topic: str, policy_hash: str, stream: str) -> None:
+        self.topic = topic
+        self.policy_hash = policy_hash.encode("utf-8")
+        self.stream = stream.encode("utf-8")
+
+    def __call__(self, record: EventRecord) -> EventRecord:
+        rejected = record.rejected
+        if rejected is None:
+            return record
+        raw = record.raw if record.raw is not None else orjson.dumps(record.event)
+        event_id = record.event_id or ""
+        record.message = OutgoingMessage(
+            topic=self.topic,
+            key=None,
+            value=raw,
+            headers=[
+                (EVENT_ID_HEADER, event_id.encode("utf-8")),
+                (POLICY_HEADER, self.policy_hash),
+                (STREAM_HEADER, self.stream),
+                (REASON_CODE_HEADER, rejected.code.encode("utf-8")),
+                (REASON_HEADER, rejected.message.encode("utf-8")),
+            ],
+            event_id=event_id,
+        )
+        return record
