@@ -549,6 +549,11 @@ def _semantic_problems(policy: Policy) -> Iterator[tuple[Loc, str]]:
                     "the key; use allow, pseudonymise or generalise",
                 )
         if stream.event_time is not None:
+            if {"epoch_ms", "epoch_s"} <= set(stream.event_time.formats):
+                yield (
+                    (*base, "event_time", "formats"),
+                    "epoch_ms and epoch_s cannot both be accepted: a number would be ambiguous",
+                )
             et = stream.event_time.field
             et_rule = stream.fields.get(et)
             if et_rule is None:
