@@ -1,32 +1,280 @@
-"""CLI of this package, mounted under `fjordgate` by gateway/cli.py.
-
-Not landed yet: the immutable audit log (issue #7).
-"""
+"""CLI of the audit package (`fjordgate audit ...`), mounted under `fjordgate` by gateway/cli.py:
+key files, verify, inclusion and consistency proofs, subject look-up and report export."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
 
+import orjson
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from audit.errors import AuditError
+from audit.keys import PublicKey, SigningKey
+from audit.segments import instance_logs, list_segments
+from audit.verify import ProgressCallback, load_tree_head, verify_log
+
+app = typer.Typer(
+    help="The immutable audit log: verify it, prove records, find a subject, export reports.",
+    no_args_is_help=True,
+)
+key_app = typer.Typer(help="Signing keys of the audit log.", no_args_is_help=True)
+app.add_typer(key_app, name="key")
+
+_err = Console(stderr=True)
+
+PublicKeyOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--public-key",
+        help="Pinned public key (PEM) the tree heads must be signed with; repeat for several "
+        "instances. Without it the key recorded in the log is used (not pinned).",
+        exists=True,
+        dir_okay=False,
+    ),
+]
 
 
-def _pending(name: str) -> typer.Typer:
-    group = typer.Typer(help="The immutable audit log (not available yet: issue #7).")
+def _keys(paths: list[Path] | None) -> list[PublicKey]:
+    return [PublicKey.load(path) for path in paths or []]
 
-    @group.callback(invoke_without_command=True)
-    def pending(ctx: typer.Context) -> None:
-        if ctx.resilient_parsing:
-            return
-        print(
-            f"fjordgate {name}: not available yet: the immutable audit log (issue #7) "
-            "has not landed in this build.",
-            file=sys.stderr,
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    _err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def log_progress(directory: Path, label: str) -> Iterator[ProgressCallback | None]:
+    """A byte-based progress bar over every segment under `directory` (terminals only)."""
+    total = sum(
+        path.stat().st_size for log in instance_logs(directory) for _, path in list_segments(log)
+    )
+    if not _err.is_terminal or total < 8 * 1024 * 1024:
+        yield None
+        return
+    with Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=_err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda done: progress.advance(task, done)
+
+
+@key_app.command("generate")
+def key_generate(
+    path: Annotated[Path, typer.Argument(help="Where to write the private key (mode 0600).")],
+    public_out: Annotated[
+        Path | None, typer.Option("--public-out", help="Also write the public key (PEM) here.")
+    ] = None,
+) -> None:
+    """Create a new Ed25519 signing key for the audit log."""
+    try:
+        key = SigningKey.create(path)
+    except AuditError as exc:
+        raise _fail(str(exc)) from exc
+    if public_out is not None:
+        key.public_key.export(public_out)
+    typer.echo(f"{key.key_id} written to {path}")
+
+
+@key_app.command("export")
+def key_export(
+    path: Annotated[Path, typer.Argument(help="The private signing key file.")],
+    out: Annotated[Path, typer.Option("-o", "--output", help="Where to write the public key.")],
+) -> None:
+    """Write the public key of a signing key file (PEM), for auditors to pin."""
+    try:
+        key = SigningKey.load(path)
+    except AuditError as exc:
+        raise _fail(str(exc)) from exc
+    key.public_key.export(out)
+    typer.echo(f"{key.key_id} public key written to {out}")
+
+
+@app.command("verify")
+def verify(
+    directory: Annotated[
+        Path, typer.Argument(help="A log directory, or one holding instance logs.")
+    ],
+    public_key: PublicKeyOption = None,
+    tree_head: Annotated[
+        Path | None,
+        typer.Option(
+            "--tree-head",
+            help="A signed tree head obtained earlier (JSON); the log must still contain it "
+            "(detects records cut off the end).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail when the newest records are not yet signed.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Recompute every hash, the chain, the Merkle roots and every signature. Exit 0 when intact,
+    1 with the first bad record, its segment, byte offset and what is wrong."""
+    try:
+        keys = _keys(public_key)
+        witness = load_tree_head(tree_head) if tree_head is not None else None
+    except (AuditError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    logs = instance_logs(directory)
+    if not logs:
+        raise _fail(
+            f"{directory}: no audit log here (no segment files, nor subdirectories holding them)", 1
         )
-        raise typer.Exit(code=2)
+    reports = []
+    with log_progress(directory, "verifying") as progress:
+        for log in logs:
+            reports.append(verify_log(log, keys, progress=progress, witness=witness))
+    failed = [r for r in reports if not r.ok or (strict and r.warnings)]
+    if as_json:
+        typer.echo(
+            orjson.dumps(
+                [
+                    {
+                        "directory": str(r.directory),
+                        "log_id": r.log_id,
+                        "intact": r.ok,
+                        "records": r.records,
+                        "tree_heads": r.tree_heads,
+                        "segments": r.segments,
+                        "pinned": r.pinned,
+                        "latest_tree_head": r.latest_tree_head.to_dict()
+                        if r.latest_tree_head
+                        else None,
+                        "problem": None
+                        if r.problem is None
+                        else {
+                            "segment": r.problem.segment,
+                            "offset": r.problem.offset,
+                            "seq": r.problem.seq,
+                            "message": r.problem.message,
+                        },
+                        "warnings": r.warnings,
+                    }
+                    for r in reports
+                ],
+                option=orjson.OPT_INDENT_2,
+            ).decode()
+        )
+    else:
+        for r in reports:
+            typer.echo(("OK   " if r.ok else "FAIL ") + r.summary())
+            for warning in r.warnings:
+                typer.echo(f"     warning: {warning}")
+    if failed:
+        raise typer.Exit(1)
 
-    return group
+
+@app.command("prove")
+def prove(
+    directory: Annotated[Path, typer.Argument(help="The log directory (one instance).")],
+    seq: Annotated[int, typer.Option("--seq", help="Sequence number of the record.")],
+    public_key: PublicKeyOption = None,
+    out: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write here, not stdout.")
+    ] = None,
+) -> None:
+    """Print an inclusion proof (JSON) of one record against the latest signed tree head."""
+    from audit.proofs import prove_inclusion
+
+    try:
+        document = prove_inclusion(directory, seq, _keys(public_key))
+    except AuditError as exc:
+        raise _fail(str(exc), 1) from exc
+    _emit(document, out)
+
+
+@app.command("prove-consistency")
+def prove_consistency_command(
+    directory: Annotated[Path, typer.Argument(help="The log directory (one instance).")],
+    old_size: Annotated[
+        int | None, typer.Option("--old-size", help="Tree size of the older signed tree head.")
+    ] = None,
+    old_tree_head: Annotated[
+        Path | None,
+        typer.Option(
+            "--old-tree-head",
+            help="The older signed tree head (JSON) you hold.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    new_size: Annotated[
+        int | None, typer.Option("--new-size", help="Tree size of the newer one (default: latest).")
+    ] = None,
+    public_key: PublicKeyOption = None,
+    out: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write here, not stdout.")
+    ] = None,
+) -> None:
+    """Print a consistency proof (JSON): the older signed tree is a prefix of the newer one."""
+    from audit.proofs import prove_consistency
+
+    try:
+        if old_tree_head is not None:
+            held = load_tree_head(old_tree_head)
+            old_size = held.tree_size
+        if old_size is None:
+            raise _fail("give --old-size N or --old-tree-head FILE")
+        document = prove_consistency(directory, old_size, new_size, _keys(public_key))
+        if old_tree_head is not None and document["old_tree_head"] != held.to_dict():
+            raise _fail(
+                "the log's tree head of that size differs from the one you hold: the log was "
+                "rewritten since",
+                1,
+            )
+    except (AuditError, ValueError) as exc:
+        raise _fail(str(exc), 1) from exc
+    _emit(document, out)
+
+
+@app.command("check-proof")
+def check_proof_command(
+    proof: Annotated[
+        Path,
+        typer.Argument(help="A proof file from `prove` or `prove-consistency` ('-' for stdin)."),
+    ],
+    public_key: PublicKeyOption = None,
+) -> None:
+    """Check an inclusion or consistency proof on its own, without the log. Exit 1 if invalid."""
+    from audit.proofs import check_proof
+
+    data = sys.stdin.buffer.read() if str(proof) == "-" else proof.read_bytes()
+    try:
+        document = orjson.loads(data)
+        keys = _keys(public_key)
+    except (orjson.JSONDecodeError, AuditError) as exc:
+        raise _fail(f"{proof}: {exc}") from exc
+    if not isinstance(document, dict):
+        raise _fail(f"{proof}: a proof is a JSON object")
+    result = check_proof(document, keys)
+    typer.echo(("valid: " if result.ok else "INVALID: ") + result.message)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _emit(document: object, out: Path | None) -> None:
+    text = orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    if out is None:
+        typer.echo(text.decode())
+    else:
+        out.write_bytes(text + b"\n")
+        typer.echo(f"written to {out}")
 
 
 def register(root: typer.Typer) -> None:
     """Mount this package's commands on the `fjordgate` root."""
-    root.add_typer(_pending("audit"), name="audit")
+    root.add_typer(app, name="audit")
