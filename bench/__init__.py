@@ -1,0 +1,1 @@
+"""fjordgate benchmarks: each area side by side with its floor and peers, ratios reported."""
