@@ -55,6 +55,10 @@ class SignedTreeHead:
             signature = base64.b64decode(self.signature, validate=True)
         except ValueError:
             return False
+        # Only the canonical encoding counts: otherwise the unused low bits of the last base64
+        # character could be changed without changing the signature bytes.
+        if base64.b64encode(signature).decode("ascii") != self.signature:
+            return False
         return key.verify(signature, self.signing_input())
 
     @classmethod
