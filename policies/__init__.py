@@ -1,5 +1,7 @@
 """The fjordgate policy language: models, loading, evaluation, location facts."""
 
+from policies.cases import CaseResult, CaseRun, Mismatch, PolicyCase, load_cases, run_cases
+from policies.diff import Change, diff_policies
 from policies.egress import (
     Destination,
     EgressStep,
@@ -24,7 +26,8 @@ from policies.errors import (
     PolicyLoadError,
     UnknownStream,
 )
-from policies.loader import MAX_POLICY_BYTES, load_policy, load_policy_text
+from policies.explain import ExplainStep, Explanation, explain
+from policies.loader import MAX_POLICY_BYTES, load_policy, load_policy_text, read_policy_data
 from policies.models import (
     ACTIONS,
     DIRECT_IDENTIFIERS,
@@ -50,6 +53,8 @@ from policies.models import (
     Stream,
     semantic_problems,
 )
+from policies.schema import policy_json_schema
+from policies.watcher import PolicyWatcher
 
 __all__ = [
     "ACTIONS",
@@ -57,6 +62,9 @@ __all__ = [
     "MAX_POLICY_BYTES",
     "PII_CLASSES",
     "Action",
+    "CaseResult",
+    "CaseRun",
+    "Change",
     "Decision",
     "Destination",
     "Egress",
@@ -65,6 +73,8 @@ __all__ = [
     "EgressStep",
     "EgressVerdict",
     "EventTime",
+    "ExplainStep",
+    "Explanation",
     "FieldDecision",
     "FieldPlan",
     "FieldRule",
@@ -76,24 +86,33 @@ __all__ = [
     "LegalBasis",
     "LocatedAddress",
     "Metadata",
+    "Mismatch",
     "Mode",
     "PiiClass",
     "Placement",
     "PlacementTarget",
     "Policy",
+    "PolicyCase",
     "PolicyEngine",
     "PolicyError",
     "PolicyIssue",
     "PolicyLoadError",
+    "PolicyWatcher",
     "ScanRule",
     "StatePlacement",
     "Stream",
     "StreamPlan",
     "UnknownStream",
+    "diff_policies",
     "evaluate_egress",
+    "explain",
+    "load_cases",
     "load_policy",
     "load_policy_text",
     "parse_event_time",
+    "policy_json_schema",
+    "read_policy_data",
+    "run_cases",
     "sanitise_destination",
     "semantic_problems",
 ]

@@ -189,7 +189,8 @@ def _field_plan(stream: str, path: str, rule: FieldRule) -> FieldPlan:
     )
 
 
-def _lookup(event: Mapping[str, Any], parts: tuple[str, ...]) -> tuple[bool, Any]:
+def lookup_path(event: Mapping[str, Any], parts: tuple[str, ...]) -> tuple[bool, Any]:
+    """Whether a dotted path (split in parts) is present in an event, and its value."""
     current: Any = event
     for part in parts:
         if not isinstance(current, Mapping) or part not in current:
@@ -380,7 +381,7 @@ class PolicyEngine:
             stack.extend(reversed(nested))
 
         for fp in plan.required:
-            present, value = _lookup(event, fp.parts)
+            present, value = lookup_path(event, fp.parts)
             if not present or value is None:
                 deny = True
                 rule_ids.append(fp.rule_id)
@@ -388,7 +389,7 @@ class PolicyEngine:
 
         event_time_ms: int | None = None
         if plan.event_time_field is not None:
-            present, value = _lookup(event, plan.fields[plan.event_time_field].parts)
+            present, value = lookup_path(event, plan.fields[plan.event_time_field].parts)
             if present and value is not None:
                 event_time_ms, why = parse_event_time(value, plan.event_time_formats)
                 if event_time_ms is None:

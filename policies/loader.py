@@ -350,9 +350,9 @@ def _unwrap(annotation: Any) -> Any:
             return annotation
 
 
-def _model_at(loc: tuple[str | int, ...]) -> Any:
+def _model_at(loc: tuple[str | int, ...], root: type[BaseModel] = Policy) -> Any:
     """The model class (or container type) expected at a pydantic loc."""
-    current: Any = Policy
+    current: Any = root
     for element in loc:
         current = _unwrap(current)
         origin = get_origin(current)
@@ -408,7 +408,9 @@ def _where(loc: tuple[str | int, ...]) -> str:
     return ".".join(shown) if shown else "the policy"
 
 
-def _issue_from_error(error: ErrorDetails, data: Any, marks: _Marks, file: str) -> PolicyIssue:
+def _issue_from_error(
+    error: ErrorDetails, data: Any, marks: _Marks, file: str, root: type[BaseModel] = Policy
+) -> PolicyIssue:
     loc = tuple(error["loc"])
     kind = error["type"]
     ctx = error.get("ctx") or {}
@@ -417,7 +419,7 @@ def _issue_from_error(error: ErrorDetails, data: Any, marks: _Marks, file: str) 
     if kind == "missing":
         parent = loc[:-1]
         message = f"{_where(parent)}: missing required key {loc[-1]!r}"
-        model = _model_at(parent)
+        model = _model_at(parent, root)
         if isinstance(model, type) and issubclass(model, BaseModel):
             required = [n for n, f in model.model_fields.items() if f.is_required()]
             message += f" (required here: {', '.join(required)})"
@@ -426,7 +428,7 @@ def _issue_from_error(error: ErrorDetails, data: Any, marks: _Marks, file: str) 
     if kind == "extra_forbidden":
         prefer_key = True
         key = str(loc[-1])
-        model = _model_at(loc[:-1])
+        model = _model_at(loc[:-1], root)
         valid = (
             list(model.model_fields)
             if (isinstance(model, type) and issubclass(model, BaseModel))
@@ -479,6 +481,59 @@ def _pattern_name(loc: tuple[str | int, ...]) -> str:
     if names and names[-1] == "id":
         return "rule id"
     return "name"
+
+
+M = typing.TypeVar("M", bound=BaseModel)
+
+
+def load_yaml_model(
+    text: str, model: type[M], *, file: str, max_bytes: int = MAX_POLICY_BYTES
+) -> tuple[M, Any]:
+    """Validate YAML text against any model with the same located errors (test cases use it).
+
+    Returns the model and the plain data it was built from.
+    """
+    if len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise PolicyLoadError(
+            file, [PolicyIssue(file, 1, 1, f"the file is over the {max_bytes}-byte limit")]
+        )
+    data, marks, issues = _compose(text, file)
+    try:
+        value = model.model_validate(data)
+    except ValidationError as exc:
+        issues = issues + [
+            _issue_from_error(error, data, marks, file, model)
+            for error in exc.errors(include_url=False)
+        ]
+        raise PolicyLoadError(file, _sorted_unique(issues)) from None
+    if issues:
+        raise PolicyLoadError(file, _sorted_unique(issues))
+    return value, data
+
+
+def read_yaml_file(path: str | Path, *, max_bytes: int = MAX_POLICY_BYTES) -> str:
+    """A YAML file's text, with the policy loader's size and UTF-8 checks."""
+    file = str(path)
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise PolicyLoadError(
+            file, [PolicyIssue(file, 1, 1, f"cannot read the file: {exc.strerror or exc}")]
+        ) from None
+    if len(raw) > max_bytes:
+        raise PolicyLoadError(
+            file, [PolicyIssue(file, 1, 1, f"the file is over the {max_bytes}-byte limit")]
+        )
+    return _decode(raw, file)
+
+
+def read_policy_data(path: str | Path) -> Any:
+    """The plain data of a policy file as the loader reads it (YAML 1.2 booleans), unvalidated."""
+    data, _, issues = _compose(read_yaml_file(path), str(path))
+    if issues:
+        raise PolicyLoadError(str(path), _sorted_unique(issues))
+    return data
 
 
 def iter_issues(error: PolicyLoadError) -> Iterator[str]:
