@@ -12,8 +12,13 @@ from audit import AuditLog, SigningKey
 
 def main() -> None:
     directory, key_path = Path(sys.argv[1]), Path(sys.argv[2])
-    log = AuditLog.open(directory, SigningKey.load(key_path), batch_size=16, tree_head_every=25,
-                        segment_max_bytes=20_000)
+    log = AuditLog.open(
+        directory,
+        SigningKey.load(key_path),
+        batch_size=16,
+        tree_head_every=25,
+        segment_max_bytes=20_000,
+    )
     print_lock = threading.Lock()
 
     def writer(n: int) -> None:
