@@ -1,8 +1,9 @@
-"""The audit log's append contract: durable receipts, chain, tree heads, key files, no update API."""
+"""The audit log's append contract: durable receipts, chain, tree heads, key files, no update."""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import threading
 from pathlib import Path
@@ -70,7 +71,7 @@ def test_tree_head_written_every_n_records_and_at_close(
     sizes = [h["tree_size"] for h in heads]
     assert sizes[0] == 1  # the log_created record is signed at once
     assert heads[-1]["reason"] == "close" and sizes[-1] == 10
-    assert all(b - a <= 4 for a, b in zip(sizes, sizes[1:], strict=False))
+    assert all(b - a <= 4 for a, b in itertools.pairwise(sizes))
 
 
 def test_reserved_fields_and_type_are_enforced(audit_log: AuditLog) -> None:

@@ -184,7 +184,7 @@ def test_every_random_tampering_is_detected(
 def test_a_log_rewritten_with_another_key_fails_against_the_pinned_key(
     tmp_path: Path, keys: tuple[SigningKey, SigningKey, SigningKey]
 ) -> None:
-    key, rotated, attacker = keys
+    key, _rotated, attacker = keys
     write_log(tmp_path / "forged", attacker, SigningKey.generate())
     assert verify_log(tmp_path / "forged").ok  # self-consistent...
     report = verify_log(tmp_path / "forged", [key.public_key])
