@@ -1,37 +1,181 @@
-"""CLI of this package, mounted under `fjordgate` by gateway/cli.py.
-
-Not landed yet: location, jurisdiction and placement checks (issue #6).
-"""
+"""CLI of the location package, mounted under `fjordgate` by gateway/cli.py: locate, doctor, geo."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from policies.errors import PolicyError
+from policies.location.doctor import DoctorConfig, GeoConfig, load_doctor_config, run_doctor
+from policies.location.errors import LocationError
+from policies.location.geodata import default_geo_dir, geo_info, update_geo
+from policies.location.placement import placement_record, worst_status
+
+_STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
 
-def _pending(name: str) -> typer.Typer:
-    group = typer.Typer(
-        help="Location, jurisdiction and placement checks (not available yet: issue #6)."
+def _fail(error: Exception) -> typer.Exit:
+    print(f"error: {error}", file=sys.stderr)
+    return typer.Exit(code=2)
+
+
+def locate(
+    target: Annotated[
+        str, typer.Argument(metavar="ADDRESS|HOST", help="An IP address or host name.")
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per address.")
+    ] = False,
+    geo_dir: Annotated[
+        Path | None, typer.Option("--geo-dir", help="Folder of country.mmdb and asn.mmdb.")
+    ] = None,
+    country_db: Annotated[
+        Path | None, typer.Option("--country-db", help="Country database file.")
+    ] = None,
+    asn_db: Annotated[Path | None, typer.Option("--asn-db", help="ASN database file.")] = None,
+    owners: Annotated[
+        Path | None, typer.Option("--owners", help="Network-owner data file.")
+    ] = None,
+) -> None:
+    """Country, ASN, owner and jurisdiction of every address a host resolves to."""
+    config = GeoConfig(dir=geo_dir, country_db=country_db, asn_db=asn_db, owners=owners)
+    try:
+        with config.open() as locator:
+            locations = locator.locate_host(target)
+    except LocationError as error:
+        raise _fail(error) from None
+    if as_json:
+        # One JSON object per line, one line per address (JSON Lines).
+        for location in locations:
+            typer.echo(json.dumps(location.to_json(), ensure_ascii=False))
+        return
+    table = Table(title=f"fjordgate locate {target}")
+    for column in ("address", "country", "ASN", "owner", "jurisdiction"):
+        table.add_column(column)
+    for loc in locations:
+        table.add_row(
+            loc.address,
+            loc.country or "?",
+            f"AS{loc.asn}" if loc.asn else "?",
+            loc.owner or "?",
+            loc.jurisdiction or "?",
+        )
+    Console().print(table)
+
+
+def doctor(
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="Doctor configuration (YAML).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Run every placement check; exit non-zero when one fails."""
+    try:
+        config = load_doctor_config(config_file) if config_file else DoctorConfig()
+        report = run_doctor(config)
+    except (LocationError, PolicyError) as error:
+        raise _fail(error) from None
+    outcome = worst_status(report.results)
+    if as_json:
+        typer.echo(json.dumps(placement_record(report.results, report.policy), indent=2))
+    else:
+        table = Table(
+            title=f"fjordgate doctor ({report.policy.metadata.name}, {report.policy.mode})"
+        )
+        table.add_column("check")
+        table.add_column("status")
+        table.add_column("detail", overflow="fold")
+        table.add_column("fix", overflow="fold")
+        for result in report.results:
+            style = _STATUS_STYLE[result.status]
+            table.add_row(result.name, f"[{style}]{result.status}[/]", result.detail, result.hint)
+        console = Console()
+        console.print(table)
+        console.print(f"overall: [{_STATUS_STYLE[outcome]}]{outcome}[/]")
+    if outcome == "fail":
+        raise typer.Exit(code=1)
+
+
+geo_app = typer.Typer(
+    help="The GeoIP and ASN databases: fetch them, show their age.", no_args_is_help=True
+)
+
+
+@geo_app.command("update")
+def geo_update(
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Cache folder (default: ~/.cache/fjordgate/geo).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Fetch even when the versions are current.")
+    ] = False,
+) -> None:
+    """Fetch the @ip-location-db country and ASN packages and convert them to mmdb."""
+    try:
+        result = update_geo(directory, force=force)
+    except LocationError as error:
+        raise _fail(error) from None
+    verb = "updated" if result.updated else "already current"
+    typer.echo(
+        f"{result.directory}: {verb} (country {result.country_version}, ASN {result.asn_version})"
     )
 
-    @group.callback(invoke_without_command=True)
-    def pending(ctx: typer.Context) -> None:
-        if ctx.resilient_parsing:
-            return
-        print(
-            f"fjordgate {name}: not available yet: location, jurisdiction and placement checks "
-            "(issue #6) "
-            "has not landed in this build.",
-            file=sys.stderr,
-        )
-        raise typer.Exit(code=2)
 
-    return group
+@geo_app.command("info")
+def geo_info_command(
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Cache folder (default: ~/.cache/fjordgate/geo).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show each database's type, build date and age."""
+    try:
+        info = geo_info(directory or default_geo_dir())
+    except LocationError as error:
+        raise _fail(error) from None
+    rows = [
+        {
+            "path": str(db.path),
+            "database_type": db.database_type,
+            "built": dt.datetime.fromtimestamp(db.build_epoch, dt.UTC).isoformat(),
+            "age_days": round(db.age_days(), 1),
+            "node_count": db.node_count,
+        }
+        for db in info.databases
+    ]
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"directory": str(info.directory), "databases": rows, "packages": info.packages},
+                indent=2,
+            )
+        )
+        return
+    table = Table(title=f"geo databases in {info.directory}")
+    for column in ("file", "type", "built (UTC)", "age (days)"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            Path(str(row["path"])).name,
+            str(row["database_type"]),
+            str(row["built"]),
+            str(row["age_days"]),
+        )
+    console = Console()
+    console.print(table)
+    for package, version in info.packages.items():
+        console.print(f"{package} {version}")
 
 
 def register(root: typer.Typer) -> None:
     """Mount this package's commands on the `fjordgate` root."""
-    root.add_typer(_pending("locate"), name="locate")
-    root.add_typer(_pending("doctor"), name="doctor")
-    root.add_typer(_pending("geo"), name="geo")
+    root.command("locate")(locate)
+    root.command("doctor")(doctor)
+    root.add_typer(geo_app, name="geo")

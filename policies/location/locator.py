@@ -1,0 +1,343 @@
+"""The `Locator`: an IP address's country, autonomous system, network owner and jurisdiction.
+
+Country and ASN come from MaxMind-format databases read with `maxminddb`; the
+owner and its home jurisdiction from the reviewed owner table. Host names are
+resolved to every A and AAAA address.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import maxminddb
+from maxminddb.errors import InvalidDatabaseError
+
+from policies.location.errors import (
+    GeoDatabaseError,
+    MalformedAddress,
+    StaleGeoDatabase,
+    UnresolvableHost,
+)
+from policies.location.owners import NetworkOwner, OwnerTable
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+_LOOKS_NUMERIC = re.compile(r"^[0-9.]+$")
+
+Resolver = Callable[[str], Sequence[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """What is known about one IP address. None means the databases do not know."""
+
+    address: str
+    country: str | None
+    asn: int | None
+    owner: str | None
+    jurisdiction: str | None
+    as_organisation: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The `fjordgate locate --json` shape: address, country, asn, owner, jurisdiction."""
+        return {
+            "address": self.address,
+            "country": self.country,
+            "asn": self.asn,
+            "owner": self.owner,
+            "jurisdiction": self.jurisdiction,
+        }
+
+
+@dataclass(frozen=True)
+class GeoDatabaseInfo:
+    """A geo database's identity and age, from its metadata."""
+
+    path: Path
+    database_type: str
+    build_epoch: int
+    node_count: int
+    ip_version: int
+
+    @property
+    def built_at(self) -> float:
+        """Build time, seconds since the epoch (UTC)."""
+        return float(self.build_epoch)
+
+    def age_days(self, now: float | None = None) -> float:
+        """Days since the database was built."""
+        return ((time.time() if now is None else now) - self.build_epoch) / 86400.0
+
+
+def open_geo_database(path: Path, kind: str) -> tuple[Any, GeoDatabaseInfo]:
+    """Open a country (`kind="country"`) or ASN (`kind="ASN"`) database and read its metadata.
+
+    Raises GeoDatabaseError when the file is missing, corrupt, or of the other kind.
+    """
+    if not path.exists():
+        raise GeoDatabaseError(path, f"the {kind} database does not exist")
+    try:
+        reader = maxminddb.open_database(str(path))
+        meta = reader.metadata()
+    except (InvalidDatabaseError, ValueError, OSError) as error:
+        raise GeoDatabaseError(
+            path, f"not a valid MaxMind DB file (corrupt or truncated?): {error}"
+        ) from None
+    info = GeoDatabaseInfo(
+        path=path,
+        database_type=str(meta.database_type),
+        build_epoch=int(meta.build_epoch),
+        node_count=int(meta.node_count),
+        ip_version=int(meta.ip_version),
+    )
+    database_type = info.database_type.lower()
+    if kind == "ASN" and "asn" not in database_type:
+        reader.close()
+        raise GeoDatabaseError(path, f"is a {info.database_type!r} database, not an ASN database")
+    if kind == "country" and "asn" in database_type and "country" not in database_type:
+        reader.close()
+        raise GeoDatabaseError(
+            path, f"is an ASN database ({info.database_type!r}), not a country database"
+        )
+    return reader, info
+
+
+def _country_of(record: Any) -> str | None:
+    # Two shapes are in use: ip-location-db's {"country_code": "NO"} and MaxMind's
+    # {"country": {"iso_code": "NO"}} (falling back to the registered country).
+    if not isinstance(record, dict):
+        return None
+    code = record.get("country_code")
+    if isinstance(code, str):
+        return code.upper()
+    for key in ("country", "registered_country"):
+        inner = record.get(key)
+        if isinstance(inner, dict) and isinstance(inner.get("iso_code"), str):
+            return str(inner["iso_code"]).upper()
+    return None
+
+
+def _system_resolver(host: str) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as error:
+        raise UnresolvableHost(host, error.strerror or str(error)) from None
+    except UnicodeError as error:
+        raise UnresolvableHost(host, f"not a valid host name ({error})") from None
+    addresses: list[str] = []
+    for family, _type, _proto, _name, sockaddr in infos:
+        if family not in (socket.AF_INET, socket.AF_INET6):
+            continue
+        address = str(sockaddr[0]).split("%", 1)[0]  # drop an IPv6 zone id
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise UnresolvableHost(host, "no A or AAAA record")
+    return addresses
+
+
+def parse_address(text: str) -> str | None:
+    """The canonical form of an IP address literal, or None when `text` is a host name.
+
+    Raises MalformedAddress for text that is meant as an address but is not one
+    (`300.1.2.3`, `1.2.3`, `2001:db8::g`).
+    """
+    candidate = text.strip()
+    if candidate.startswith("[") and candidate.endswith("]"):
+        candidate = candidate[1:-1]
+    if ":" in candidate or _LOOKS_NUMERIC.match(candidate):
+        try:
+            return str(ipaddress.ip_address(candidate.split("%", 1)[0]))
+        except ValueError as error:
+            raise MalformedAddress(text, str(error)) from None
+    return None
+
+
+def check_host_name(host: str) -> None:
+    """Raise MalformedAddress unless `host` is a syntactically valid DNS name."""
+    name = host[:-1] if host.endswith(".") else host
+    if not name or len(name) > 253 or not all(_HOST_LABEL.match(p) for p in name.split(".")):
+        raise MalformedAddress(host, "neither an IP address nor a valid host name")
+
+
+class Locator:
+    """Locates addresses: country, AS number, owner and the owner's jurisdiction.
+
+    Lookups of the same address are cached (bounded, first-in first-out), since a
+    gateway checks the same few destinations over and over; host resolutions are
+    cached for `resolve_ttl` seconds. Safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        country_reader: Any,
+        asn_reader: Any,
+        owners: OwnerTable,
+        *,
+        country_info: GeoDatabaseInfo,
+        asn_info: GeoDatabaseInfo,
+        cache_size: int = 65536,
+        resolve_ttl: float = 30.0,
+        resolver: Resolver | None = None,
+    ) -> None:
+        self._country = country_reader
+        self._asn = asn_reader
+        self.owners = owners
+        self.country_info = country_info
+        self.asn_info = asn_info
+        self._cache: dict[str, Location] = {}
+        self._cache_size = cache_size
+        self._resolve_ttl = resolve_ttl
+        self._resolver: Resolver = resolver or _system_resolver
+        self._resolved: dict[str, tuple[float, tuple[str, ...]]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls,
+        country_db: Path,
+        asn_db: Path,
+        jurisdictions: Path | None = None,
+        *,
+        overrides: Sequence[NetworkOwner] = (),
+        cache_size: int = 65536,
+        resolve_ttl: float = 30.0,
+        resolver: Resolver | None = None,
+    ) -> Locator:
+        """Open both databases and the owner table (the shipped one unless `jurisdictions`)."""
+        owners = OwnerTable.load(jurisdictions).with_overrides(overrides)
+        country_reader, country_info = open_geo_database(Path(country_db), "country")
+        try:
+            asn_reader, asn_info = open_geo_database(Path(asn_db), "ASN")
+        except BaseException:
+            country_reader.close()
+            raise
+        return cls(
+            country_reader,
+            asn_reader,
+            owners,
+            country_info=country_info,
+            asn_info=asn_info,
+            cache_size=cache_size,
+            resolve_ttl=resolve_ttl,
+            resolver=resolver,
+        )
+
+    def with_overrides(self, overrides: Sequence[NetworkOwner]) -> Locator:
+        """A locator over the same open databases whose owner table puts `overrides` first."""
+        if not overrides:
+            return self
+        return Locator(
+            self._country,
+            self._asn,
+            self.owners.with_overrides(overrides),
+            country_info=self.country_info,
+            asn_info=self.asn_info,
+            cache_size=self._cache_size,
+            resolve_ttl=self._resolve_ttl,
+            resolver=self._resolver,
+        )
+
+    # -- lookups --------------------------------------------------------------------------
+
+    def locate(self, address: str) -> Location:
+        """Locate one IP address literal (no resolution). Raises MalformedAddress."""
+        cached = self._cache.get(address)
+        if cached is not None:
+            return cached
+        try:
+            country_record = self._country.get(address)
+            asn_record = self._asn.get(address)
+        except ValueError as error:
+            # maxminddb raises ValueError for text that is not an address; the
+            # address is the caller's input, never personal data of an event.
+            raise MalformedAddress(address, str(error)) from None
+        except InvalidDatabaseError as error:
+            raise GeoDatabaseError(
+                self.country_info.path, f"lookup failed, the database is corrupt: {error}"
+            ) from None
+        location = self._build(address, country_record, asn_record)
+        cache = self._cache
+        if len(cache) >= self._cache_size:
+            # Evict the oldest entry: dicts keep insertion order.
+            with self._lock, contextlib.suppress(StopIteration, KeyError, RuntimeError):
+                del cache[next(iter(cache))]
+        cache[address] = location
+        return location
+
+    def _build(self, address: str, country_record: Any, asn_record: Any) -> Location:
+        asn: int | None = None
+        organisation: str | None = None
+        if isinstance(asn_record, dict):
+            number = asn_record.get("autonomous_system_number")
+            asn = int(number) if isinstance(number, int) else None
+            name = asn_record.get("autonomous_system_organization")
+            organisation = name if isinstance(name, str) else None
+        owner = self.owners.owner_of(asn, organisation)
+        return Location(
+            address=address,
+            country=_country_of(country_record),
+            asn=asn,
+            owner=owner.name if owner else organisation,
+            jurisdiction=owner.jurisdiction if owner else None,
+            as_organisation=organisation,
+        )
+
+    def resolve(self, host: str) -> tuple[str, ...]:
+        """Every address of `host` (an address literal resolves to itself)."""
+        literal = parse_address(host)
+        if literal is not None:
+            return (literal,)
+        check_host_name(host)
+        now = time.monotonic()
+        hit = self._resolved.get(host)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        addresses = tuple(parse_address(a) or a for a in self._resolver(host))
+        if not addresses:
+            raise UnresolvableHost(host, "no A or AAAA record")
+        if self._resolve_ttl > 0:
+            self._resolved[host] = (now + self._resolve_ttl, addresses)
+        return addresses
+
+    def locate_host(self, host: str) -> list[Location]:
+        """Locate every address `host` resolves to (or the one address it is)."""
+        return [self.locate(address) for address in self.resolve(host)]
+
+    # -- freshness --------------------------------------------------------------------------
+
+    def databases(self) -> tuple[GeoDatabaseInfo, GeoDatabaseInfo]:
+        """The country and ASN databases' metadata."""
+        return (self.country_info, self.asn_info)
+
+    def check_freshness(self, max_age_days: float, now: float | None = None) -> None:
+        """Raise StaleGeoDatabase when either database is older than `max_age_days`."""
+        for info in self.databases():
+            age = info.age_days(now)
+            if age > max_age_days:
+                raise StaleGeoDatabase(info.path, age, max_age_days)
+
+    def close(self) -> None:
+        """Close both databases."""
+        self._country.close()
+        self._asn.close()
+
+    def __enter__(self) -> Locator:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
