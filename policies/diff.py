@@ -50,11 +50,12 @@ def _field_summary(plan: StreamPlan, path: str) -> str:
     return text
 
 
+def _verdict_outcome(verdict: EgressVerdict) -> str:
+    return verdict.outcome + (" (logged)" if verdict.logged else "")
+
+
 def _verdict_summary(verdict: EgressVerdict) -> str:
-    text = f"{verdict.outcome} by {verdict.rule_id}"
-    if verdict.logged:
-        text += " (logged)"
-    return text
+    return f"{_verdict_outcome(verdict)} by {verdict.rule_id}"
 
 
 def probes(*policies: Policy) -> list[Probe]:
@@ -90,16 +91,20 @@ def probes(*policies: Policy) -> list[Probe]:
                 add(Probe(f"address {address}", address, located))
             countries |= set(m.country or ())
             jurisdictions |= set(m.provider_jurisdiction or ())
-    for country in sorted(countries):
-        for owner in sorted(jurisdictions | {country}):
-            label = f"server in {country}, provider under {owner}"
-            add(
-                Probe(
-                    label,
-                    f"probe-{country.lower()}-{owner.lower()}.example",
-                    (KnownAddress(_PROBE_ADDRESS, country, owner),),
-                )
+    # Each country under its own providers, home under each jurisdiction, and
+    # each country under home providers: enough to expose a changed country
+    # or jurisdiction rule without the full cross product.
+    pairs = {(c, c) for c in countries} | {(home, j) for j in jurisdictions}
+    pairs |= {(c, home) for c in countries} | {(j, j) for j in jurisdictions}
+    for country, owner in sorted(pairs):
+        label = f"server in {country}, provider under {owner}"
+        add(
+            Probe(
+                label,
+                f"probe-{country.lower()}-{owner.lower()}.example",
+                (KnownAddress(_PROBE_ADDRESS, country, owner),),
             )
+        )
     return sorted(found.values(), key=lambda p: p.label)
 
 
@@ -128,8 +133,11 @@ def diff_policies(old: Policy, new: Policy) -> list[Change]:
             if a != b:
                 changes.append(Change("field", f"{name}.{path}", a, b))
     for probe in probes(old, new):
-        a = _verdict_summary(evaluate_egress(old, probe.destination, probe.located))
-        b = _verdict_summary(evaluate_egress(new, probe.destination, probe.located))
-        if a != b:
-            changes.append(Change("destination", probe.label, a, b))
+        a = evaluate_egress(old, probe.destination, probe.located)
+        b = evaluate_egress(new, probe.destination, probe.located)
+        # A different rule reaching the same outcome is not a change in outcome.
+        if _verdict_outcome(a) != _verdict_outcome(b):
+            changes.append(
+                Change("destination", probe.label, _verdict_summary(a), _verdict_summary(b))
+            )
     return changes

@@ -317,30 +317,45 @@ def evaluate_egress(
             f"egress to {dest.text}: no rule matches the destination text; its countries are "
             "needed (policies.location.decide_egress)",
         )
+    # Home and adequacy need both: every server in such a country, and every
+    # provider under such a jurisdiction (a US-owned cloud's Frankfurt region
+    # is not an adequate destination, it is a US provider).
     countries = {a.country for a in located}
-    if located and countries and None not in countries:
-        if countries <= {jur.home}:
-            steps.append(EgressStep(RULE_HOME, "matched", f"every address is in {jur.home}"))
-            return verdict("allow", RULE_HOME, f"egress to {dest.text}: stays in {jur.home}")
-        adequate = {jur.home, *jur.adequate_destinations}
-        if countries <= adequate:
-            shown = ", ".join(sorted(c for c in countries if c))
-            steps.append(EgressStep(RULE_ADEQUATE, "matched", f"addresses in {shown}"))
-            return verdict(
-                "allow",
-                RULE_ADEQUATE,
-                f"egress to {dest.text}: {shown} has an adequacy decision or is home",
-                logged=True,
-            )
+    owners = {a.jurisdiction for a in located}
+    home = {jur.home}
+    adequate = {jur.home, *jur.adequate_destinations}
+    if not located or None in countries:
+        steps.append(EgressStep(RULE_HOME, "not matched", "an address has no known country"))
+    elif None in owners:
+        steps.append(
+            EgressStep(RULE_HOME, "not matched", "an address has no known provider jurisdiction")
+        )
+    elif countries <= home and owners <= home:
+        steps.append(
+            EgressStep(RULE_HOME, "matched", f"every address is in {jur.home}, under {jur.home}")
+        )
+        return verdict("allow", RULE_HOME, f"egress to {dest.text}: stays in {jur.home}")
+    elif countries <= adequate and owners <= adequate:
+        shown = ", ".join(sorted(c for c in countries if c))
+        steps.append(EgressStep(RULE_HOME, "not matched", f"addresses in {shown}"))
+        steps.append(
+            EgressStep(RULE_ADEQUATE, "matched", f"addresses in {shown}, adequate providers")
+        )
+        return verdict(
+            "allow",
+            RULE_ADEQUATE,
+            f"egress to {dest.text}: {shown} is home or has an adequacy decision",
+            logged=True,
+        )
+    else:
+        outside = sorted(c for c in (countries | owners) - adequate if c)
         steps.append(
             EgressStep(
                 RULE_ADEQUATE,
                 "not matched",
-                f"addresses in {', '.join(sorted(c for c in countries if c))}",
+                f"{', '.join(outside)} is neither home nor adequate (server or provider)",
             )
         )
-    else:
-        steps.append(EgressStep(RULE_ADEQUATE, "not matched", "an address has no known country"))
     default = policy.egress.default
     steps.append(EgressStep(RULE_DEFAULT, "matched", f"no rule matched; default is {default}"))
     return verdict(
