@@ -255,11 +255,13 @@ class Locator:
         if cached is not None:
             return cached
         try:
-            country_record = self._country.get(address)
-            asn_record = self._asn.get(address)
+            # Parsed strictly first: maxminddb would take inet_aton shorthand such
+            # as "127.1" or "1.2.3" for an address. The parsed object is also what
+            # the readers accept fastest.
+            ip = ipaddress.ip_address(address)
+            country_record = self._country.get(ip)
+            asn_record = self._asn.get(ip)
         except ValueError as error:
-            # maxminddb raises ValueError for text that is not an address; the
-            # address is the caller's input, never personal data of an event.
             raise MalformedAddress(address, str(error)) from None
         except InvalidDatabaseError as error:
             raise GeoDatabaseError(

@@ -245,12 +245,16 @@ class MmdbWriter:
             start += 1 << size
 
     def _record_id(self, data: Mapping[str, Any]) -> int:
-        key = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
-        found = self._record_ids.get(key)
+        try:
+            key: bytes | None = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            key = None  # bytes or an int beyond 64 bits: stored without deduplication
+        found = self._record_ids.get(key) if key is not None else None
         if found is None:
             found = len(self._records)
             self._records.append(dict(data))
-            self._record_ids[key] = found
+            if key is not None:
+                self._record_ids[key] = found
         return found
 
     def _node_at(self, value: int, depth: int, bits: int) -> int:
