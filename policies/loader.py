@@ -60,7 +60,9 @@ class _Marks:
     def __init__(self) -> None:
         self.value: dict[Path_, yaml.Mark] = {}
         self.key: dict[Path_, yaml.Mark] = {}
-        self.scalar: set[Path_] = set()
+        # Scalars and flow collections (`[a, b]`, `{k: v}`) are pointed at where
+        # the value starts; block collections at their key, where the author reads.
+        self.inline: set[Path_] = set()
 
 
 class _TooLarge(Exception):
@@ -91,7 +93,7 @@ class _Builder:
             self.issue(node.start_mark, "recursive alias: an anchor refers to itself")
             return None
         if isinstance(node, yaml.ScalarNode):
-            self.marks.scalar.add(path)
+            self.marks.inline.add(path)
             try:
                 return self.loader.construct_object(node, deep=True)
             except yaml.constructor.ConstructorError as exc:
@@ -101,6 +103,8 @@ class _Builder:
                     f"({exc.problem})",
                 )
                 return None
+        if getattr(node, "flow_style", False):
+            self.marks.inline.add(path)
         self.active.add(id(node))
         try:
             if isinstance(node, yaml.SequenceNode):
@@ -221,8 +225,7 @@ def load_policy_text(
     try:
         policy = Policy.model_validate(data, context={"defer_semantics": True})
     except ValidationError as exc:
-        for error in exc.errors(include_url=False):
-            issues.append(_issue_from_error(error, data, marks, file))
+        issues = issues + _validation_issues(exc, data, marks, file, Policy, issues)
         raise PolicyLoadError(file, _sorted_unique(issues)) from None
     if issues:
         # Structure is valid but the YAML had problems (e.g. a duplicate key whose
@@ -230,7 +233,9 @@ def load_policy_text(
         raise PolicyLoadError(file, _sorted_unique(issues))
     for loc, message in semantic_problems(policy):
         mark = _mark_for(loc, data, marks, prefer_key=False)
-        issues.append(PolicyIssue(file, mark.line + 1, mark.column + 1, message))
+        issues.append(
+            PolicyIssue(file, mark.line + 1, mark.column + 1, f"{_where(loc)}: {message}")
+        )
     if issues:
         raise PolicyLoadError(file, _sorted_unique(issues))
     policy._source = file
@@ -299,6 +304,39 @@ def _compose(text: str, file: str) -> tuple[Any, _Marks, list[PolicyIssue]]:
         loader.dispose()
 
 
+def _validation_issues(
+    exc: ValidationError,
+    data: Any,
+    marks: _Marks,
+    file: str,
+    root: type[BaseModel],
+    yaml_issues: list[PolicyIssue],
+) -> list[PolicyIssue]:
+    """Located issues of a validation error, without echoes of problems already reported."""
+    errors = exc.errors(include_url=False)
+    # A misspelt key is reported once, as "did you mean", not also as a missing key.
+    misspelt: set[tuple[Any, ...]] = set()
+    for error in errors:
+        if error["type"] == "extra_forbidden":
+            loc = tuple(error["loc"])
+            model = _model_at(loc[:-1], root)
+            if isinstance(model, type) and issubclass(model, BaseModel):
+                for near in difflib.get_close_matches(
+                    str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6
+                ):
+                    misspelt.add((*loc[:-1], near))
+    # A value the YAML layer already rejected (an unsupported tag) is not re-reported.
+    seen_at = {(i.line, i.col) for i in yaml_issues}
+    result = []
+    for error in errors:
+        if error["type"] == "missing" and tuple(error["loc"]) in misspelt:
+            continue
+        issue = _issue_from_error(error, data, marks, file, root)
+        if (issue.line, issue.col) not in seen_at:
+            result.append(issue)
+    return result
+
+
 def _sorted_unique(issues: list[PolicyIssue]) -> list[PolicyIssue]:
     return sorted(set(issues), key=lambda i: (i.line, i.col, i.message))
 
@@ -330,7 +368,7 @@ def _mark_for(loc: tuple[str | int, ...], data: Any, marks: _Marks, prefer_key: 
         path = path[:-1]
     if at_key or (prefer_key and path in marks.key):
         return marks.key.get(path, marks.value.get(path, marks.value[()]))
-    if path in marks.scalar or path not in marks.key:
+    if path in marks.inline or path not in marks.key:
         return marks.value.get(path, marks.value[()])
     # A mapping or list value: point at its key, where the author reads it.
     return marks.key[path]
@@ -450,9 +488,8 @@ def _issue_from_error(
     elif kind in _TYPE_WORDS:
         message = f"{_where(loc)}: expected {_TYPE_WORDS[kind]}, got {_describe(value)}"
     elif kind == "string_pattern_mismatch":
-        what = "key" if "[key]" in loc else "value"
         message = (
-            f"{_where(loc)}: {value!r} is not a valid {_pattern_name(loc)} {what} "
+            f"{_where(loc)}: {value!r} is not a valid {_pattern_name(loc)} "
             f"(expected pattern {ctx.get('pattern')})"
         )
     elif kind in ("too_short", "too_long") and isinstance(value, list | dict):
@@ -501,10 +538,7 @@ def load_yaml_model(
     try:
         value = model.model_validate(data)
     except ValidationError as exc:
-        issues = issues + [
-            _issue_from_error(error, data, marks, file, model)
-            for error in exc.errors(include_url=False)
-        ]
+        issues = issues + _validation_issues(exc, data, marks, file, model, issues)
         raise PolicyLoadError(file, _sorted_unique(issues)) from None
     if issues:
         raise PolicyLoadError(file, _sorted_unique(issues))
