@@ -1,0 +1,301 @@
+"""Tumbling and hopping windows: fixed-size windows aggregated through a write-back cache.
+
+The ingest loop never touches RocksDB: each event updates an in-memory partial
+accumulator of its (window, key). Partials are merged into RocksDB when a
+window fires, when the cache is full and before every checkpoint; because
+every aggregation is associative, DB value ⊕ partial is the exact state.
+State keys are `end (8 bytes, big-endian) + start (8 bytes) + key`, so the
+windows to fire and to purge are one ordered range scan and one delete_range.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import orjson
+
+from processor.aggregations import Aggregation, Max
+from processor.errors import EventDecodeError
+from processor.eventtime import to_epoch_ms
+from processor.operators.base import EventFields, LateEvent, WindowOperator, WindowResult
+from processor.state.base import PartitionState, StateBatch
+from processor.watermarks import MIN_WATERMARK, WatermarkTracker
+from processor.windows import HoppingWindow, TumblingWindow
+
+_SHIFT = 2**63
+_KEY_HEAD = struct.Struct(">QQ")
+_END = struct.Struct(">Q")
+
+
+def encode_key(start: int, end: int, key: str) -> bytes:
+    return _KEY_HEAD.pack(end + _SHIFT, start + _SHIFT) + key.encode()
+
+
+def decode_key(raw: bytes) -> tuple[int, int, str]:
+    end, start = _KEY_HEAD.unpack_from(raw)
+    return start - _SHIFT, end - _SHIFT, raw[16:].decode()
+
+
+def _end_prefix(end: int) -> bytes:
+    return _END.pack(end + _SHIFT)
+
+
+class FixedWindowOperator(WindowOperator):
+    """Keyed aggregation over tumbling or hopping event-time windows."""
+
+    def __init__(
+        self,
+        column: str,
+        window: TumblingWindow | HoppingWindow,
+        aggregation: Aggregation[Any],
+        fields: EventFields,
+        allowed_lateness_ms: int = 0,
+    ) -> None:
+        self.column = column
+        self.window = window
+        self.aggregation = aggregation
+        self.fields = fields
+        self.allowed_lateness_ms = allowed_lateness_ms
+        self.size = window.size_ms
+        # Per partition: window start -> key -> partial accumulator since the last merge.
+        self._cache: dict[int, dict[int, dict[str, Any]]] = {}
+        self._cached = 0
+        self._fired: dict[int, int] = {}
+        self._late_touched: dict[int, set[tuple[int, str]]] = {}
+        # Window starts that may have rows in RocksDB; others are written blind.
+        self._stored: dict[int, set[int]] = {}
+
+    # -- ingest ------------------------------------------------------------
+
+    def ingest(
+        self,
+        partition: int,
+        first_offset: int,
+        values: list[bytes],
+        tracker: WatermarkTracker,
+        late: list[LateEvent],
+        offsets: list[int] | None = None,
+    ) -> None:
+        agg = self.aggregation
+        loads = orjson.loads
+        tf = self.fields.time_field
+        kf = self.fields.key_field
+        key_fn = self.fields.key_fn
+        value_field = agg.field
+        is_max = type(agg) is Max
+        extract = agg.extract
+        create = agg.create
+        add = agg.add
+        lateness = self.allowed_lateness_ms
+        size = self.size
+        hopping = isinstance(self.window, HoppingWindow)
+        advance = self.window.advance_ms if isinstance(self.window, HoppingWindow) else size
+        offset = self.window.offset_ms
+        bound = tracker.bound
+        wm = tracker.watermark
+        others = tracker.others_min(partition)
+        pmax = tracker.partition_max(partition)
+        fired = self._fired.get(partition, MIN_WATERMARK)
+        windows = self._cache.setdefault(partition, {})
+        touched = self._late_touched.setdefault(partition, set())
+        new_entries = 0
+        last_start: int | None = None
+        wd: dict[str, Any] = {}
+        for i, raw in enumerate(values):
+            try:
+                event = loads(raw)
+                t = event[tf]
+                if type(t) is not int:
+                    t = to_epoch_ms(t)
+                k = event[kf] if key_fn is None else key_fn(event)
+                if type(k) is not str:
+                    k = str(k)
+                if is_max:
+                    x = event[value_field]
+                    if type(x) is not float and type(x) is not int:
+                        raise EventDecodeError("aggregated field is not a number")
+                else:
+                    x = extract(event)
+            except (EventDecodeError, KeyError, TypeError, ValueError, orjson.JSONDecodeError):
+                late.append(
+                    LateEvent(
+                        partition, offsets[i] if offsets else first_offset + i, "undecodable", raw
+                    )
+                )
+                continue
+            if not hopping:
+                start = t - (t - offset) % size
+                end = start + size
+                if end - 1 + lateness <= wm:
+                    late.append(
+                        LateEvent(
+                            partition, offsets[i] if offsets else first_offset + i, "too-late", raw
+                        )
+                    )
+                    continue
+                if start != last_start:
+                    got = windows.get(start)
+                    if got is None:
+                        got = windows[start] = {}
+                    wd = got
+                    last_start = start
+                cur = wd.get(k)
+                if cur is None:
+                    wd[k] = create(x)
+                    new_entries += 1
+                elif is_max:
+                    if x > cur:
+                        wd[k] = x
+                else:
+                    wd[k] = add(cur, x)
+                if end - 1 <= fired:
+                    touched.add((start, k))
+            else:
+                accepted = False
+                start = t - (t - offset) % advance
+                while start > t - size:
+                    end = start + size
+                    if end - 1 + lateness > wm:
+                        accepted = True
+                        hwd = windows.get(start)
+                        if hwd is None:
+                            hwd = windows[start] = {}
+                        cur = hwd.get(k)
+                        if cur is None:
+                            hwd[k] = create(x)
+                            new_entries += 1
+                        else:
+                            hwd[k] = add(cur, x)
+                        if end - 1 <= fired:
+                            touched.add((start, k))
+                    start -= advance
+                if not accepted:
+                    late.append(
+                        LateEvent(
+                            partition, offsets[i] if offsets else first_offset + i, "too-late", raw
+                        )
+                    )
+                    continue
+            if t > pmax:
+                pmax = t
+                candidate = t - bound
+                if candidate > others:
+                    candidate = others
+                if candidate > wm:
+                    wm = candidate
+        self._cached += new_entries
+        tracker.observe(partition, pmax)
+
+    # -- firing ------------------------------------------------------------
+
+    def _merged(self, old: bytes | None, delta: Any) -> Any:
+        agg = self.aggregation
+        if old is None:
+            return delta
+        if delta is None:
+            return agg.decode(old)
+        return agg.merge(agg.decode(old), delta)
+
+    def fire(self, partition: int, state: PartitionState, watermark: int) -> list[WindowResult]:
+        agg = self.aggregation
+        size = self.size
+        lateness = self.allowed_lateness_ms
+        fired = self._fired.get(partition, MIN_WATERMARK)
+        windows = self._cache.setdefault(partition, {})
+        stored = self._stored.setdefault(partition, set())
+        results: list[WindowResult] = []
+        batch = state.new_batch()
+
+        touched = self._late_touched.pop(partition, set())
+        if touched:
+            ordered = sorted(touched)
+            olds = state.get_many(self.column, [encode_key(s, s + size, k) for s, k in ordered])
+            for (s, k), old in zip(ordered, olds, strict=True):
+                acc = self._merged(old, windows.get(s, {}).get(k))
+                results.append(WindowResult(s, s + size, k, agg.result(acc)))
+
+        if watermark > fired:
+            # Windows whose end - 1 falls in (fired, watermark] complete now.
+            completing = sorted(s for s in windows if fired + 1 < s + size <= watermark + 1)
+            deltas = {s: windows[s] for s in completing}
+            lo = _end_prefix(max(fired + 2, MIN_WATERMARK))
+            hi = _end_prefix(watermark + 2)
+            for raw_key, raw_value in state.scan(self.column, lo, hi):
+                s, e, k = decode_key(raw_key)
+                wd = deltas.get(s)
+                delta = wd.pop(k, None) if wd is not None else None
+                acc = self._merged(raw_value, delta)
+                results.append(WindowResult(s, e, k, agg.result(acc)))
+                if lateness > 0 and delta is not None:
+                    batch.put(self.column, raw_key, agg.encode(acc))
+            for s in completing:
+                rest = deltas[s]
+                for k, delta in rest.items():
+                    results.append(WindowResult(s, s + size, k, agg.result(delta)))
+                    if lateness > 0:
+                        batch.put(self.column, encode_key(s, s + size, k), agg.encode(delta))
+                self._cached -= len(windows.pop(s))
+                if lateness > 0:
+                    stored.add(s)
+                    windows[s] = {}
+            # Windows past their allowed lateness are dropped from the store and cache.
+            purge_end = watermark + 1 - lateness
+            batch.delete_range(self.column, _end_prefix(MIN_WATERMARK), _end_prefix(purge_end + 1))
+            for s in [s for s in windows if s + size <= purge_end]:
+                self._cached -= len(windows.pop(s))
+                stored.discard(s)
+            self._fired[partition] = watermark
+            batch.put_meta(f"fired:{self.column}", str(watermark).encode())
+        state.commit(batch)
+        return results
+
+    # -- persistence -------------------------------------------------------
+
+    def flush(self, partition: int, state: PartitionState, batch: StateBatch) -> None:
+        agg = self.aggregation
+        size = self.size
+        windows = self._cache.get(partition, {})
+        stored = self._stored.setdefault(partition, set())
+        for s, wd in windows.items():
+            if not wd:
+                continue
+            keys = list(wd)
+            raw_keys = [encode_key(s, s + size, k) for k in keys]
+            if s in stored:
+                olds = state.get_many(self.column, raw_keys)
+                for raw_key, k, old in zip(raw_keys, keys, olds, strict=True):
+                    batch.put(self.column, raw_key, agg.encode(self._merged(old, wd[k])))
+            else:
+                for raw_key, k in zip(raw_keys, keys, strict=True):
+                    batch.put(self.column, raw_key, agg.encode(wd[k]))
+                stored.add(s)
+            self._cached -= len(wd)
+            wd.clear()
+        for s in [s for s, wd in windows.items() if not wd]:
+            del windows[s]
+        batch.put_meta(
+            f"fired:{self.column}", str(self._fired.get(partition, MIN_WATERMARK)).encode()
+        )
+        batch.put_meta(f"windows:{self.column}", orjson.dumps(sorted(stored)))
+
+    def restore(self, partition: int, state: PartitionState) -> None:
+        self.drop(partition)
+        fired = state.get_meta(f"fired:{self.column}")
+        if fired is not None:
+            self._fired[partition] = int(fired)
+        stored = state.get_meta(f"windows:{self.column}")
+        self._stored[partition] = set(orjson.loads(stored)) if stored is not None else set()
+
+    def drop(self, partition: int) -> None:
+        for wd in self._cache.pop(partition, {}).values():
+            self._cached -= len(wd)
+        self._fired.pop(partition, None)
+        self._late_touched.pop(partition, None)
+        self._stored.pop(partition, None)
+
+    def cached_entries(self) -> int:
+        return self._cached
+
+    def fired_watermark(self, partition: int) -> int:
+        return self._fired.get(partition, MIN_WATERMARK)
