@@ -220,6 +220,12 @@ def _address_matches(rule: EgressRule, located: LocatedAddress) -> tuple[bool, s
     return True, "matches"
 
 
+def _needs_facts_why(rule: EgressRule) -> str:
+    if rule.match.needs_location:
+        return "needs the country / provider jurisdiction of the destination's addresses"
+    return "needs the destination's resolved addresses (CIDR match on a host name)"
+
+
 def _matched_why(rule: EgressRule) -> str:
     conditions = [f"{k}={v}" for k, v in rule.match.model_dump(exclude_none=True).items()]
     return "matches " + ", ".join(conditions)
@@ -287,27 +293,42 @@ def evaluate_egress(
             )
         )
 
+    # A rule that needs location facts we do not have is set aside: a later
+    # rule that matches decides only if every rule set aside says the same
+    # (then the first match, whichever it is, gives that outcome).
+    pending: list[EgressRule] = []
     for rule in policy.egress.rules:
         matched, why = _rule_matches(rule, dest, located)
         if matched is None:
             steps.append(EgressStep(rule.id, "needs location", why))
+            pending.append(rule)
+            continue
+        if not matched:
+            steps.append(EgressStep(rule.id, "not matched", why))
+            continue
+        steps.append(EgressStep(rule.id, "matched", why))
+        undecided = [p for p in pending if p.action != rule.action]
+        if undecided:
             return verdict(
                 "unresolved",
-                rule.id,
-                f"egress to {dest.text}: rule {rule.id!r} {why}; pass the located addresses "
+                undecided[0].id,
+                f"egress to {dest.text}: rule {undecided[0].id!r} comes first and "
+                f"{_needs_facts_why(undecided[0])}; pass the located addresses "
                 "(policies.location.decide_egress)",
             )
-        if matched:
-            steps.append(EgressStep(rule.id, "matched", why))
-            reason = f"egress to {dest.text}: rule {rule.id!r} says {rule.action}"
-            if rule.legal_basis is not None:
-                reason += (
-                    f" (legal basis: {rule.legal_basis.mechanism} {rule.legal_basis.reference})"
-                )
-            return verdict(
-                rule.action, rule.id, reason, rule.log and rule.action == "allow", rule.legal_basis
-            )
-        steps.append(EgressStep(rule.id, "not matched", why))
+        reason = f"egress to {dest.text}: rule {rule.id!r} says {rule.action}"
+        if rule.legal_basis is not None:
+            reason += f" (legal basis: {rule.legal_basis.mechanism} {rule.legal_basis.reference})"
+        return verdict(
+            rule.action, rule.id, reason, rule.log and rule.action == "allow", rule.legal_basis
+        )
+    if pending:
+        return verdict(
+            "unresolved",
+            pending[0].id,
+            f"egress to {dest.text}: rule {pending[0].id!r} {_needs_facts_why(pending[0])}; "
+            "pass the located addresses (policies.location.decide_egress)",
+        )
 
     if located is None:
         steps.append(EgressStep(RULE_HOME, "needs location", "countries unknown without GeoIP"))

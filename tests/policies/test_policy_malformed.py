@@ -1,4 +1,4 @@
-"""Malformed policies: each gives a clear FILE:LINE:COL error, all errors at once, never a traceback.
+"""Malformed policies: each gives a clear FILE:LINE:COL error, all at once, never a traceback.
 
 Each case is the small valid policy of conftest.py with one change; `@@` in the
 changed text marks where the error must point (line and column).
@@ -26,95 +26,232 @@ def variant(old: str, new: str) -> str:
 # (case id, policy text with @@ at the expected position, text the message must contain)
 MALFORMED: list[tuple[str, str, str]] = [
     ("unknown-top-level-key", variant("streams:\n", "@@stream:\n"), "did you mean 'streams'"),
-    ("unknown-field-key", variant("{action: allow, type: number}",
-                                  "{@@acton: allow, type: number}"), "did you mean 'action'"),
-    ("unknown-pii-class", variant("{pii: vehicle_plate,", "{pii: @@vehicle_plat,"),
-     "did you mean 'vehicle_plate'"),
-    ("unknown-action", variant("{pii: vehicle_plate, action: pseudonymise}",
-                               "{pii: vehicle_plate, action: @@pseudonymize}"),
-     "did you mean 'pseudonymise'"),
-    ("unknown-country", variant("adequate_destinations: [SE]", "adequate_destinations: [@@XZ]"),
-     "unknown country code 'XZ'"),
-    ("lower-case-country", variant("adequate_destinations: [SE]",
-                                   "adequate_destinations: [@@se]"), "write 'SE'"),
+    (
+        "unknown-field-key",
+        variant("{action: allow, type: number}", "{@@acton: allow, type: number}"),
+        "did you mean 'action'",
+    ),
+    (
+        "unknown-pii-class",
+        variant("{pii: vehicle_plate,", "{pii: @@vehicle_plat,"),
+        "did you mean 'vehicle_plate'",
+    ),
+    (
+        "unknown-action",
+        variant(
+            "{pii: vehicle_plate, action: pseudonymise}",
+            "{pii: vehicle_plate, action: @@pseudonymize}",
+        ),
+        "did you mean 'pseudonymise'",
+    ),
+    (
+        "unknown-country",
+        variant("adequate_destinations: [SE]", "adequate_destinations: [@@XZ]"),
+        "unknown country code 'XZ'",
+    ),
+    (
+        "lower-case-country",
+        variant("adequate_destinations: [SE]", "adequate_destinations: [@@se]"),
+        "write 'SE'",
+    ),
     ("three-letter-country", variant('home: "NO"', "home: @@NOR"), "ISO 3166-1 alpha-2"),
     ("version-as-number", variant('version: "1"', "version: @@1.0"), "quote it"),
-    ("wrong-type-boolean", variant("type: string, required: true}",
-                                   "type: string, required: @@maybe}"), "expected true or false"),
-    ("wrong-type-list-for-mapping", variant("    fields:\n      region:",
-                                            "    fields: @@[region]\n    x:\n      region:"),
-     "expected a mapping"),
-    ("unknown-field-type", variant("type: number}", "type: @@float}"),
-     "expected one of any, string, integer, number"),
-    ("duplicate-stream", variant("streams:\n  traffic:\n",
-                                 "streams:\n  traffic:\n    fields: {a: {action: drop}}\n  @@traffic:\n"),
-     "duplicate key 'traffic'"),
-    ("duplicate-field", variant("      ts: {action: allow}",
-                                "      ts: {action: allow}\n      @@speed: {action: drop}"),
-     "duplicate key 'speed'"),
+    (
+        "wrong-type-boolean",
+        variant("type: string, required: true}", "type: string, required: @@maybe}"),
+        "expected true or false",
+    ),
+    (
+        "wrong-type-list-for-mapping",
+        variant("    fields:\n      region:", "    fields: @@[region]\n    x:\n      region:"),
+        "expected a mapping",
+    ),
+    (
+        "unknown-field-type",
+        variant("type: number}", "type: @@float}"),
+        "expected one of any, string, integer, number",
+    ),
+    (
+        "duplicate-stream",
+        variant(
+            "streams:\n  traffic:\n",
+            "streams:\n  traffic:\n    fields: {a: {action: drop}}\n  @@traffic:\n",
+        ),
+        "duplicate key 'traffic'",
+    ),
+    (
+        "duplicate-field",
+        variant(
+            "      ts: {action: allow}", "      ts: {action: allow}\n      @@speed: {action: drop}"
+        ),
+        "duplicate key 'speed'",
+    ),
     ("key-not-declared", variant("key: region", "key: @@regin"), "did you mean 'region'"),
-    ("key-dropped", variant("region: {action: allow, type: string, required: true}",
-                            "region: {action: drop, type: string, required: true}").replace(
-        "key: region", "key: @@region"), "which destroys the key"),
-    ("event-time-encrypted", variant("ts: {action: allow}", "ts: {action: encrypt}").replace(
-        "event_time: {field: ts", "event_time: {field: @@ts"), "windows need the time"),
-    ("event-time-ambiguous-epochs", variant("formats: [iso8601, epoch_ms]",
-                                            "formats: @@[epoch_s, epoch_ms]"), "ambiguous"),
-    ("direct-identifier-in-clear", variant("{pii: vehicle_plate, action: pseudonymise}",
-                                           "{pii: fodselsnummer, action: @@allow}"),
-     "justification"),
-    ("free-text-unscanned", variant("      note: {pii: free_text, action: allow, scan: {on_detected: redact}}",
-                                    "      note: @@{pii: free_text, action: allow}"),
-     "pass unscanned"),
-    ("generalise-without-spec", variant("speed: {action: allow, type: number}",
-                                        "speed: {action: @@generalise, type: number}"),
-     "needs a `generalise:` block"),
-    ("generalise-two-options", variant(
-        "speed: {action: allow, type: number}",
-        "speed: {action: generalise, type: number, generalise: @@{numeric_step: 5, keep_prefix: 2}}"),
-     "exactly one of"),
-    ("contradicting-egress-rules", BASE_POLICY + "    - id: local-deny\n      match: {cidr: 127.0.0.0/8}\n      action: @@deny\n",
-     "contradictory"),
-    ("duplicate-rule-id", BASE_POLICY + "    - id: @@local\n      match: {cidr: 10.0.0.0/8}\n      action: allow\n",
-     "rule id 'local' is already used"),
-    ("transfer-without-legal-basis", BASE_POLICY + "    - id: us\n      match: {country: @@[US]}\n      action: allow\n",
-     "add `legal_basis:`"),
-    ("scc-without-tia", BASE_POLICY + "    - id: us-scc\n      match: {country: [CA]}\n      action: allow\n"
-     "      legal_basis: @@{mechanism: scc, reference: SCC 2021/914}\n", "transfer impact assessment"),
-    ("invalid-cidr", variant("match: {cidr: 127.0.0.0/8}", "match: {cidr: @@127.0.0.300/8}"),
-     "not an IP network"),
+    (
+        "key-dropped",
+        variant(
+            "region: {action: allow, type: string, required: true}",
+            "region: {action: drop, type: string, required: true}",
+        ).replace("key: region", "key: @@region"),
+        "which destroys the key",
+    ),
+    (
+        "event-time-encrypted",
+        variant("ts: {action: allow}", "ts: {action: encrypt}").replace(
+            "event_time: {field: ts", "event_time: {field: @@ts"
+        ),
+        "windows need the time",
+    ),
+    (
+        "event-time-ambiguous-epochs",
+        variant("formats: [iso8601, epoch_ms]", "formats: @@[epoch_s, epoch_ms]"),
+        "ambiguous",
+    ),
+    (
+        "direct-identifier-in-clear",
+        variant(
+            "{pii: vehicle_plate, action: pseudonymise}", "{pii: fodselsnummer, action: @@allow}"
+        ),
+        "justification",
+    ),
+    (
+        "free-text-unscanned",
+        variant(
+            "      note: {pii: free_text, action: allow, scan: {on_detected: redact}}",
+            "      note: @@{pii: free_text, action: allow}",
+        ),
+        "pass unscanned",
+    ),
+    (
+        "generalise-without-spec",
+        variant(
+            "speed: {action: allow, type: number}", "speed: {action: @@generalise, type: number}"
+        ),
+        "needs a `generalise:` block",
+    ),
+    (
+        "generalise-two-options",
+        variant(
+            "speed: {action: allow, type: number}",
+            "speed: {action: generalise, type: number,"
+            " generalise: @@{numeric_step: 5, keep_prefix: 2}}",
+        ),
+        "exactly one of",
+    ),
+    (
+        "contradicting-egress-rules",
+        BASE_POLICY
+        + "    - id: local-deny\n      match: {cidr: 127.0.0.0/8}\n      action: @@deny\n",
+        "contradictory",
+    ),
+    (
+        "duplicate-rule-id",
+        BASE_POLICY + "    - id: @@local\n      match: {cidr: 10.0.0.0/8}\n      action: allow\n",
+        "rule id 'local' is already used",
+    ),
+    (
+        "transfer-without-legal-basis",
+        BASE_POLICY + "    - id: us\n      match: {country: @@[US]}\n      action: allow\n",
+        "add `legal_basis:`",
+    ),
+    (
+        "scc-without-tia",
+        BASE_POLICY + "    - id: us-scc\n      match: {country: [CA]}\n      action: allow\n"
+        "      legal_basis: @@{mechanism: scc, reference: SCC 2021/914}\n",
+        "transfer impact assessment",
+    ),
+    (
+        "invalid-cidr",
+        variant("match: {cidr: 127.0.0.0/8}", "match: {cidr: @@127.0.0.300/8}"),
+        "not an IP network",
+    ),
     ("empty-match", variant("match: {cidr: 127.0.0.0/8}", "match: @@{}"), "needs at least one of"),
-    ("allow-forbidden-jurisdiction", BASE_POLICY + "    - id: us-cloud\n      match: {provider_jurisdiction: @@[US]}\n      action: allow\n",
-     "which the jurisdiction forbids"),
-    ("placement-outside-jurisdiction", BASE_POLICY + "placement:\n  brokers: {countries: [@@SE]}\n",
-     "not among the jurisdiction's placement countries"),
-    ("home-forbidden", variant("forbidden_provider_jurisdictions: [US]",
-                               "forbidden_provider_jurisdictions: @@[US, \"NO\"]"),
-     "home country NO is also a forbidden"),
-    ("swappiness-out-of-range", BASE_POLICY + "placement:\n  max_swappiness: @@300\n",
-     "less than or equal to 200"),
+    (
+        "allow-forbidden-jurisdiction",
+        BASE_POLICY
+        + "    - id: us-cloud\n      match: {provider_jurisdiction: @@[US]}\n      action: allow\n",
+        "which the jurisdiction forbids",
+    ),
+    (
+        "placement-outside-jurisdiction",
+        BASE_POLICY + "placement:\n  brokers: {countries: [@@SE]}\n",
+        "not among the jurisdiction's placement countries",
+    ),
+    (
+        "home-forbidden",
+        variant(
+            "forbidden_provider_jurisdictions: [US]",
+            'forbidden_provider_jurisdictions: @@[US, "NO"]',
+        ),
+        "home country NO is also a forbidden",
+    ),
+    (
+        "swappiness-out-of-range",
+        BASE_POLICY + "placement:\n  max_swappiness: @@300\n",
+        "less than or equal to 200",
+    ),
     ("invalid-stream-name", variant("  traffic:\n", "  @@traffic jam:\n"), "stream name"),
-    ("invalid-field-path", variant("      ts: {action: allow}", "      ts: {action: allow}\n      @@bad path!: {action: drop}"),
-     "field path"),
-    ("missing-jurisdiction", "@@" + BASE_POLICY[: BASE_POLICY.index("jurisdiction:")]
-     + BASE_POLICY[BASE_POLICY.index("streams:"):], "missing required key 'jurisdiction'"),
-    ("misspelt-key-not-also-missing", variant("jurisdiction:\n", "@@jurisdictio:\n"),
-     "did you mean 'jurisdiction'"),
+    (
+        "invalid-field-path",
+        variant(
+            "      ts: {action: allow}",
+            "      ts: {action: allow}\n      @@bad path!: {action: drop}",
+        ),
+        "field path",
+    ),
+    (
+        "missing-jurisdiction",
+        "@@"
+        + BASE_POLICY[: BASE_POLICY.index("jurisdiction:")]
+        + BASE_POLICY[BASE_POLICY.index("streams:") :],
+        "missing required key 'jurisdiction'",
+    ),
+    (
+        "misspelt-key-not-also-missing",
+        variant("jurisdiction:\n", "@@jurisdictio:\n"),
+        "did you mean 'jurisdiction'",
+    ),
     ("empty-streams", BASE_POLICY.split("streams:")[0] + "streams: @@{}\n", "must not be empty"),
-    ("nested-path-conflict", variant("      ts: {action: allow}", "      ts: {action: allow}\n      region.x: @@{action: drop}"),
-     "inside field 'region'"),
-    ("scan-on-number", variant("speed: {action: allow, type: number}",
-                               "speed: {action: allow, type: number, scan: @@{}}"),
-     "only text can be scanned"),
-    ("key-id-on-allow", variant("speed: {action: allow, type: number}",
-                                "speed: {action: allow, type: number, key_id: @@k1}"),
-     "key_id only applies"),
-    ("legal-basis-on-deny", BASE_POLICY + "    - id: nope\n      match: {host: x.example}\n      action: deny\n"
-     "      legal_basis: @@{mechanism: dpf, reference: DPF list}\n", "only belongs on an allow rule"),
-    ("python-tag", variant("mode: enforce", "mode: @@!!python/object/apply:os.system [echo]"),
-     "unsupported YAML tag"),
-    ("yaml-syntax-unclosed-bracket", variant("adequate_destinations: [SE]",
-                                             "adequate_destinations: [SE\n  forbidden@@: 1"), "YAML syntax"),
+    (
+        "nested-path-conflict",
+        variant(
+            "      ts: {action: allow}",
+            "      ts: {action: allow}\n      region.x: @@{action: drop}",
+        ),
+        "inside field 'region'",
+    ),
+    (
+        "scan-on-number",
+        variant(
+            "speed: {action: allow, type: number}",
+            "speed: {action: allow, type: number, scan: @@{}}",
+        ),
+        "only text can be scanned",
+    ),
+    (
+        "key-id-on-allow",
+        variant(
+            "speed: {action: allow, type: number}",
+            "speed: {action: allow, type: number, key_id: @@k1}",
+        ),
+        "key_id only applies",
+    ),
+    (
+        "legal-basis-on-deny",
+        BASE_POLICY + "    - id: nope\n      match: {host: x.example}\n      action: deny\n"
+        "      legal_basis: @@{mechanism: dpf, reference: DPF list}\n",
+        "only belongs on an allow rule",
+    ),
+    (
+        "python-tag",
+        variant("mode: enforce", "mode: @@!!python/object/apply:os.system [echo]"),
+        "unsupported YAML tag",
+    ),
+    (
+        "yaml-syntax-unclosed-bracket",
+        variant("adequate_destinations: [SE]", "adequate_destinations: [SE\n  forbidden@@: 1"),
+        "YAML syntax",
+    ),
     ("yaml-tab-indent", variant("  name: test-policy", "@@\tname: test-policy"), "YAML syntax"),
     ("two-documents", BASE_POLICY + "@@---\nmetadata: {}\n", "YAML syntax"),
     ("top-level-list", "@@- metadata: {}\n", "a policy is a mapping"),
@@ -130,10 +267,14 @@ def _marked(text: str) -> tuple[str, int, int]:
     return text.replace("@@", "", 1), line, col
 
 
-@pytest.mark.parametrize(("text", "expected"), [(t, e) for _, t, e in MALFORMED],
-                         ids=[case_id for case_id, _, _ in MALFORMED])
-def test_malformed_policy_names_file_line_and_column(tmp_path: Path, text: str,
-                                                     expected: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [(t, e) for _, t, e in MALFORMED],
+    ids=[case_id for case_id, _, _ in MALFORMED],
+)
+def test_malformed_policy_names_file_line_and_column(
+    tmp_path: Path, text: str, expected: str
+) -> None:
     source, line, col = _marked(text)
     path = tmp_path / "policy.yaml"
     path.write_text(source, encoding="utf-8")
