@@ -193,7 +193,9 @@ def lookup_path(event: Mapping[str, Any], parts: tuple[str, ...]) -> tuple[bool,
     """Whether a dotted path (split in parts) is present in an event, and its value."""
     current: Any = event
     for part in parts:
-        if not isinstance(current, Mapping) or part not in current:
+        if (type(current) is not dict and not isinstance(current, Mapping)) or (
+            part not in current
+        ):
             return False, None
         current = current[part]
     return True, current
@@ -217,13 +219,27 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
+# Exact types JSON decoders produce, checked before the slower isinstance on ABCs.
+_EXACT_TYPES: dict[str, frozenset[type]] = {
+    "string": frozenset({str}),
+    "integer": frozenset({int}),
+    "number": frozenset({int}),
+    "boolean": frozenset({bool}),
+    "object": frozenset({dict}),
+    "array": frozenset({list}),
+}
+
+
 def _has_type(value: Any, wanted: str) -> bool:
     if wanted == "any":
         return True
-    if isinstance(value, bool) and wanted != "boolean":
-        return False  # bool is an int in Python, never in an event schema
-    if wanted == "number" and isinstance(value, float):
+    kind = type(value)
+    if kind is bool:
+        return wanted == "boolean"  # bool is an int in Python, never in an event schema
+    if kind is float and wanted == "number":
         return math.isfinite(value)
+    if kind in _EXACT_TYPES[wanted]:
+        return True
     return isinstance(value, _TYPE_CHECKS[wanted])
 
 
@@ -351,7 +367,7 @@ class PolicyEngine:
                         fields.append(fp.decision)
                         rule_ids.append(fp.rule_id)
                 elif path in plan.containers:
-                    if isinstance(value, Mapping):
+                    if type(value) is dict or isinstance(value, Mapping):
                         nested.append((value, path + "."))
                     else:
                         deny = True
