@@ -1,0 +1,1 @@
+"""Benchmark of the location package (python -m bench.location)."""
