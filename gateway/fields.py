@@ -24,7 +24,8 @@ def get_path(obj: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
     """The value at `parts`, or the module's `MISSING` sentinel."""
     current: Any = obj
     for part in parts:
-        if not isinstance(current, Mapping):
+        # `type is dict` first: an ABC isinstance check costs more than the lookup.
+        if type(current) is not dict and not isinstance(current, Mapping):
             return _MISSING
         current = current.get(part, _MISSING)
         if current is _MISSING:

@@ -96,11 +96,18 @@ def build_pipeline(
     *,
     topics: Topics,
     destination: str | None,
+    egress_per_event: bool = True,
     source: str = "http",
     event_id_field: str = "event_id",
     assign_missing_ids: bool = True,
 ) -> Pipeline:
     """Compose the steps one stream needs under `policy`.
+
+    `destination` names where minimised events go (audited with every
+    decision). With `egress_per_event` the engine also decides egress to it
+    per event, which suits destinations the policy decides from their text
+    (loopback, private addresses); otherwise the gateway checks egress with
+    location facts once at start (`policies.location.decide_egress`).
 
     The tag step is there only when the stream declares fields to scan; the
     dead-letter step only for Kafka ingress (an HTTP producer gets the reason
@@ -108,15 +115,16 @@ def build_pipeline(
     """
     declared = policy.streams[stream]
     policy_hash: str = policy.content_hash
+    egress_destination = destination if egress_per_event else None
     steps: list[Step] = [
         Parse(),
         Identify(event_id_field, assign_missing=assign_missing_ids),
-        Validate(declared, event_id_field=event_id_field),
+        Validate(declared),
     ]
     if any(rule.scan is not None for rule in declared.fields.values()):
         steps.append(Tag(declared, tools.detector))
     steps += [
-        Decide(engine, destination=destination, enforce=policy.mode == "enforce"),
+        Decide(engine, destination=egress_destination),
         Transform(
             stream,
             declared,
@@ -161,6 +169,7 @@ class PolicyPipelines:
         *,
         topics: Topics,
         destination: str | None,
+        egress_per_event: bool = True,
         source: str = "http",
         event_id_field: str = "event_id",
     ) -> PolicyPipelines:
@@ -172,6 +181,7 @@ class PolicyPipelines:
                 tools,
                 topics=topics,
                 destination=destination,
+                egress_per_event=egress_per_event,
                 source=source,
                 event_id_field=event_id_field,
             )

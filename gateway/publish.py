@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
+import orjson
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -275,3 +276,78 @@ class KafkaPublisher:
             if self._producer is not None:
                 self._producer.flush(self.timeout_s)
                 self._producer = None
+
+
+class LocalLogPublisher:
+    """Embedded mode: append to the processor's durable local log (fsync per group).
+
+    The local log has no headers, so the event id travels in the value (the
+    gateway always writes it there) and the index is rebuilt by reading it back.
+    """
+
+    def __init__(
+        self,
+        log: Any,
+        topics: Sequence[str],
+        *,
+        event_id_field: str = "event_id",
+        partitions: int = 1,
+        index_window: int = 1_000_000,
+    ) -> None:
+        self.log = log  # processor.LocalLog
+        self.topics = list(topics)
+        self.event_id_field = event_id_field
+        self.index_window = index_window
+        self.destination = "local://127.0.0.1/" + str(log.directory).lstrip("/")
+        self._scanned: dict[tuple[str, int], int] = {}
+        self._healthy = True
+        for topic in self.topics:
+            log.create_topic(topic, partitions)
+
+    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        by_topic: dict[str, list[tuple[bytes | None, bytes]]] = {}
+        for m in messages:
+            by_topic.setdefault(m.topic, []).append((m.key, m.value))
+        try:
+            for topic, records in by_topic.items():
+                self.log.append_many(topic, records)
+        except Exception as exc:
+            self._healthy = False
+            raise PublishError(f"the local log did not take the events: {exc}") from exc
+        self._healthy = True
+
+    def recent_event_ids(self) -> Iterator[str]:
+        for topic in self.topics:
+            count = self.log.partition_count(topic)
+            for partition in range(count):
+                end = self.log.end_offset(topic, partition)
+                start = self._scanned.get((topic, partition), max(0, end - self.index_window))
+                if start >= end:
+                    continue
+                reader = self.log.reader(topic, [partition], start={partition: start})
+                try:
+                    while reader.position(partition) < end:
+                        batch = reader.poll(10_000)
+                        if not batch:
+                            break
+                        for rec in batch:
+                            try:
+                                value = orjson.loads(rec.value)
+                            except orjson.JSONDecodeError:
+                                continue
+                            event_id = value.get(self.event_id_field)
+                            if isinstance(event_id, str):
+                                yield event_id
+                    self._scanned[(topic, partition)] = reader.position(partition)
+                finally:
+                    reader.close()
+
+    def ready(self) -> bool:
+        return self._healthy
+
+    def probe(self) -> bool:
+        self._healthy = True
+        return True
+
+    def close(self) -> None:
+        """The local log belongs to whoever opened it (the demo closes it)."""

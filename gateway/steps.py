@@ -132,7 +132,11 @@ class Parse(Step):
 
 
 class Identify(Step):
-    """Take the event id (the idempotency key) from its field, or assign one."""
+    """Take the event id (the idempotency key) out of its field, or assign one.
+
+    The id leaves the event before the policy sees it: it is the gateway's
+    envelope, not a field of the stream, and goes back into the output as is.
+    """
 
     name = "identify"
     max_length: ClassVar[int] = 200
@@ -143,7 +147,7 @@ class Identify(Step):
 
     def __call__(self, record: EventRecord) -> EventRecord:
         assert record.event is not None
-        value = record.event.get(self.field)
+        value = record.event.pop(self.field, None)
         if value is None:
             if not self.assign_missing:
                 raise EventRejected(
@@ -200,7 +204,7 @@ class Validate(Step):
 
     name = "validate"
 
-    def __init__(self, stream: Any, *, event_id_field: str = "event_id") -> None:
+    def __init__(self, stream: Any) -> None:
         self._checks: list[tuple[str, tuple[str, ...], tuple[type, ...] | None, bool, str]] = []
         for path, rule in stream.fields.items():
             types = _TYPES.get(rule.type)
@@ -215,7 +219,7 @@ class Validate(Step):
                 bool(event_time.required),
             )
         self._deny_undeclared = stream.undeclared_fields == "deny"
-        self._declared = set(stream.fields) | {event_id_field}
+        self._declared = set(stream.fields)
 
     def __call__(self, record: EventRecord) -> EventRecord:
         event = record.event
@@ -295,14 +299,14 @@ class Tag(Step):
 
 
 class Decide(Step):
-    """Ask the policy engine for the decision; in `enforce` mode a deny rejects the event."""
+    """Ask the policy engine for the decision; a deny in `enforce` mode rejects the event
+    (in `observe` mode it is audited and the event passes, minimised)."""
 
     name = "decide"
 
-    def __init__(self, engine: DecisionEngine, *, destination: str | None, enforce: bool) -> None:
+    def __init__(self, engine: DecisionEngine, *, destination: str | None) -> None:
         self.engine = engine
         self.destination = destination
-        self.enforce = enforce
 
     def __call__(self, record: EventRecord) -> EventRecord:
         assert record.event is not None
@@ -310,7 +314,7 @@ class Decide(Step):
             record.event, record.stream, self.destination, record.detected or None
         )
         record.decision = decision
-        if decision.outcome == "deny" and self.enforce:
+        if decision.blocks:
             reasons = "; ".join(decision.reasons) or "the policy denies this event"
             raise EventRejected("denied", f"denied by policy: {reasons}")
         return record
@@ -451,12 +455,9 @@ class Audit(Step):
         audit["stream"] = record.stream
         audit["event_id"] = record.event_id
         audit["source"] = self.source
-        audit.setdefault("policy_hash", self.policy_hash)
-        audit.setdefault("destination", self.destination)
-        if record.detected:
-            audit["detected"] = record.detected
-        if record.transformed:
-            audit["transformed"] = [[path, action] for path, action in record.transformed]
+        audit["policy_hash"] = self.policy_hash
+        if audit.get("destination") is None:
+            audit["destination"] = self.destination
         rejected = record.rejected
         if rejected is not None:
             audit["outcome"] = "deny" if rejected.code == "denied" else "rejected"
