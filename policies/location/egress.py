@@ -80,6 +80,7 @@ def decide_egress(destination: str, policy: Policy, locator: Locator) -> EgressD
     enforce = policy.mode == "enforce"
     if enforce:
         locator.check_freshness(policy.geoip.max_age_days)
+    locator = locator.for_policy(policy)
 
     def decision(
         outcome: EgressDecisionOutcome,

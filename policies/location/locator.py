@@ -207,6 +207,7 @@ class Locator:
         self.asn_info = asn_info
         self._cache: dict[str, Location] = {}
         self._asn_facts: dict[tuple[Any, Any], _AsFacts] = {}
+        self._derived: dict[str, Locator] = {}
         self._cache_size = cache_size
         self._resolve_ttl = resolve_ttl
         self._resolver: Resolver = resolver or _system_resolver
@@ -258,6 +259,26 @@ class Locator:
             resolve_ttl=self._resolve_ttl,
             resolver=self._resolver,
         )
+
+    def for_policy(self, policy: Any) -> Locator:
+        """This locator with the policy's own network-owner entries first, if it has any.
+
+        Reads `policy.jurisdiction.network_owners` (entries shaped like those of
+        policies/data/network-owners.yaml) when the policy model offers that field.
+        The derived locator is kept per policy content hash, so its caches last.
+        It shares this locator's open databases: close only this one.
+        """
+        entries = getattr(getattr(policy, "jurisdiction", None), "network_owners", None)
+        if not entries:
+            return self
+        key = str(getattr(policy, "content_hash", id(policy)))
+        derived = self._derived.get(key)
+        if derived is None:
+            raw = [e.model_dump() if hasattr(e, "model_dump") else e for e in entries]
+            table = OwnerTable.from_entries(raw, f"policy {key}: jurisdiction.network_owners")
+            derived = self.with_overrides(table.owners)
+            self._derived[key] = derived
+        return derived
 
     # -- lookups --------------------------------------------------------------------------
 

@@ -584,6 +584,8 @@ def run_placement_checks(
 ) -> list[CheckResult]:
     """Run every placement check; each reports, none raises for what it finds."""
     results = [check_geo_freshness(policy, locator)]
+    if locator is not None:
+        locator = locator.for_policy(policy)
     placement = policy.placement
     broker_countries = frozenset(placement.brokers.countries or policy.jurisdiction.placement)
     sink_countries = frozenset(placement.sinks.countries or policy.jurisdiction.placement)

@@ -205,3 +205,20 @@ def test_a_hand_built_database_without_asn_in_its_type_is_not_taken_as_asn(
     path = other.write(tmp_path / "city.mmdb")
     with pytest.raises(GeoDatabaseError, match="'City' database, not an ASN database"):
         Locator.open(loopback_in_norway.country, path)
+
+
+def test_a_policy_with_its_own_owner_entries_gets_them_first(geo_writer: Any) -> None:
+    from types import SimpleNamespace
+
+    geo = geo_writer({"192.0.2.0/24": "NO"}, {"192.0.2.0/24": (64512, "Fjordnett Lokal AS")})
+    entries = [{"name": "Fjordnett", "jurisdiction": "NO", "asns": [64512]}]
+    policy = SimpleNamespace(
+        content_hash="sha256:test", jurisdiction=SimpleNamespace(network_owners=entries)
+    )
+    with geo.open() as locator:
+        derived = locator.for_policy(policy)
+        assert derived.locate("192.0.2.1").owner == "Fjordnett"
+        assert locator.locate("192.0.2.1").jurisdiction is None  # the base table is unchanged
+        assert locator.for_policy(policy) is derived  # kept per policy hash
+        plain = SimpleNamespace(content_hash="sha256:x", jurisdiction=SimpleNamespace())
+        assert locator.for_policy(plain) is locator
