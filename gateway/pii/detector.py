@@ -87,10 +87,11 @@ class Detector:
             if shape == "eleven":
                 digits = _only_digits(match.group())
                 verdict = classify_personal_number(digits)
-                # About 1 in 11 valid personal numbers also passes the account mod-11:
-                # the dotted account form or the word "konto" just before decides.
+                # Every valid personal number also passes the account mod-11 (its second
+                # check digit uses the same weights): the account grouping (1234.56.78903,
+                # 1234 56 78903) or the word "konto" just before makes it an account number.
                 if is_kontonummer(digits) and (
-                    verdict is None or "." in match.group() or self._says_account(text, start)
+                    verdict is None or len(match.group()) == 13 or self._says_account(text, start)
                 ):
                     verdict = ("kontonummer", False)
                 if verdict is None:
@@ -119,13 +120,18 @@ class Detector:
                     continue
                 found = "phone"
             elif shape == "phone_intl":
-                digits = _only_digits(match.group())
-                if match.group().startswith("00"):
+                written = match.group()
+                digits = _only_digits(written)
+                if written.startswith("00"):
                     digits = digits[2:]
                 if digits.startswith("47") and len(digits) == 10:
                     if digits[2] in "01":
                         continue
-                elif not 8 <= len(digits) <= 15:
+                elif not 8 <= len(digits) <= 15 or (
+                    # "00" and a run of digits is as likely an amount or an id: other
+                    # countries after 00 only when grouped.
+                    written.startswith("00") and " " not in written and "-" not in written
+                ):
                     continue
                 found = "phone"
             elif shape == "card":
@@ -155,7 +161,10 @@ class Detector:
 
     @staticmethod
     def _says_account(text: str, start: int) -> bool:
-        return "konto" in text[max(0, start - _ACCOUNT_CONTEXT_CHARS) : start].lower()
+        """Whether the word "konto" comes shortly before `start`, in the same sentence."""
+        before = text[max(0, start - _ACCOUNT_CONTEXT_CHARS) : start]
+        sentence_start = max(before.rfind(". "), before.rfind("\n"), before.rfind("! "))
+        return "konto" in before[sentence_start + 1 :].lower()
 
     @staticmethod
     def _local_part_start(text: str, at: int) -> int:
