@@ -1,33 +1,363 @@
-"""CLI of this package, mounted under `fjordgate` by gateway/cli.py.
+"""CLI of this package, mounted under `fjordgate` by gateway/cli.py: `pii` and `keys`.
 
-Not landed yet: personal-data scanning and keyrings (issue #5).
+`fjordgate pii scan FILE|-` prints one JSON object per finding and a summary
+on stderr; `fjordgate keys new|list|rotate|shred` manage a keyring file.
+Neither prints a personal value (unless `--show-values`) nor a key.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import IO, Any, Final
 
+import orjson
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from gateway.pii.detector import Detector
+from gateway.pii.errors import PiiError, ScanLimitError
+from gateway.pii.findings import PII_TYPES
+from gateway.pii.keyring import Keyring
+
+DEFAULT_MAX_LINE_BYTES: Final = 64 * 1024 * 1024
+PROGRESS_MIN_BYTES: Final = 1024 * 1024
+_SKIP_CHUNK: Final = 1024 * 1024
+
+pii_app = typer.Typer(help="Find personal data in text and JSON lines.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Manage a keyring of pseudonymisation and field-encryption keys.", no_args_is_help=True
+)
 
 
-def _pending(name: str) -> typer.Typer:
-    group = typer.Typer(help="Personal-data scanning and keyrings (not available yet: issue #5).")
+class InvalidUtf8(StrEnum):
+    REPLACE = "replace"
+    FAIL = "fail"
 
-    @group.callback(invoke_without_command=True)
-    def pending(ctx: typer.Context) -> None:
-        if ctx.resilient_parsing:
+
+@dataclass
+class ScanStats:
+    lines: int = 0
+    findings: Counter[str] = field(default_factory=Counter)
+    synthetic: int = 0
+    replaced_utf8_lines: int = 0
+    skipped_lines: int = 0
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _lines(stream: IO[bytes], max_line_bytes: int) -> Iterator[tuple[bytes | None, int]]:
+    """Lines of a byte stream (without the newline) and the bytes consumed for each.
+
+    A line longer than `max_line_bytes` is yielded as None after being skipped
+    in chunks, so an endless line never has to fit in memory.
+    """
+    while True:
+        raw = stream.readline(max_line_bytes + 1)
+        if not raw:
             return
-        print(
-            f"fjordgate {name}: not available yet: personal-data scanning and keyrings (issue #5) "
-            "has not landed in this build.",
-            file=sys.stderr,
-        )
-        raise typer.Exit(code=2)
+        consumed = len(raw)
+        if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+            while True:
+                chunk = stream.readline(_SKIP_CHUNK)
+                consumed += len(chunk)
+                if not chunk or chunk.endswith(b"\n"):
+                    break
+            yield None, consumed
+            continue
+        if raw.endswith(b"\n"):
+            raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+        yield raw, consumed
 
-    return group
+
+def _progress(total: int | None, enabled: bool) -> Progress | None:
+    if not enabled or total is None or total < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+        return None
+    return Progress(
+        TextColumn("scanning"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+
+_INVALID_UTF8_OPTION: Final = typer.Option(
+    InvalidUtf8.REPLACE,
+    "--invalid-utf8",
+    help="replace: read undecodable bytes as U+FFFD (one character each) and go on; "
+    "fail: stop at the first such line.",
+)
+
+
+@pii_app.command("scan")
+def scan(
+    source: str = typer.Argument(..., metavar="FILE|-", help="File to scan, or - for stdin."),
+    jsonl: bool = typer.Option(
+        False, "--jsonl", help="Each line is a JSON document: scan every string value."
+    ),
+    show_values: bool = typer.Option(
+        False, "--show-values", help="Include the found values in the output (personal data!)."
+    ),
+    types: str | None = typer.Option(
+        None,
+        "--types",
+        help=f"Comma-separated types to look for (default all: {', '.join(PII_TYPES)}).",
+    ),
+    invalid_utf8: InvalidUtf8 = _INVALID_UTF8_OPTION,
+    max_line_bytes: int = typer.Option(
+        DEFAULT_MAX_LINE_BYTES,
+        "--max-line-bytes",
+        min=1,
+        help="Lines longer than this are skipped and reported (documented limit).",
+    ),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Progress bar on a terminal for files over 1 MiB."
+    ),
+) -> None:
+    """Print one JSON object per finding: line, start, end (characters), type, field.
+
+    Exit status: 0 when every line was scanned, 1 when some lines could not be
+    (reported on stderr), 2 on a usage error or with --invalid-utf8 fail.
+    """
+    try:
+        detector = Detector(types=types.split(",") if types else None)
+    except ValueError as exc:
+        _err(f"fjordgate pii scan: {exc}")
+        raise typer.Exit(2) from None
+    total: int | None = None
+    if source == "-":
+        stream_cm: AbstractContextManager[IO[bytes]] = nullcontext(sys.stdin.buffer)
+    else:
+        path = Path(source)
+        try:
+            stream_cm = path.open("rb")
+            total = os.fstat(stream_cm.fileno()).st_size
+        except OSError as exc:
+            _err(f"fjordgate pii scan: cannot read {source}: {exc.strerror}")
+            raise typer.Exit(2) from None
+    stats = ScanStats()
+    out = sys.stdout.buffer
+    bar = _progress(total, progress)
+    with stream_cm as stream, bar if bar is not None else nullcontext():
+        task = bar.add_task("scan", total=total) if bar is not None else None
+        for number, (raw, consumed) in enumerate(_lines(stream, max_line_bytes), start=1):
+            stats.lines += 1
+            if bar is not None and task is not None:
+                bar.advance(task, consumed)
+            if raw is None:
+                stats.skipped_lines += 1
+                _err(
+                    f"line {number}: longer than {max_line_bytes} bytes; skipped (--max-line-bytes)"
+                )
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                if invalid_utf8 is InvalidUtf8.FAIL:
+                    _err(
+                        f"line {number}: invalid UTF-8 at byte {exc.start} of the line; "
+                        "re-encode the input as UTF-8 or use --invalid-utf8 replace"
+                    )
+                    raise typer.Exit(2) from None
+                stats.replaced_utf8_lines += 1
+                text = raw.decode("utf-8", errors="replace")
+            records = _scan_line(detector, text, number, jsonl, show_values, stats)
+            if records:
+                out.write(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    out.flush()
+    _summary(stats)
+    if stats.skipped_lines:
+        raise typer.Exit(1)
+
+
+def _scan_line(
+    detector: Detector,
+    text: str,
+    number: int,
+    jsonl: bool,
+    show_values: bool,
+    stats: ScanStats,
+) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    if not jsonl:
+        for f in detector.scan(text):
+            record: dict[str, Any] = {
+                "line": number,
+                "start": f.start,
+                "end": f.end,
+                "type": f.type,
+                "synthetic": f.synthetic,
+            }
+            if show_values:
+                record["value"] = text[f.start : f.end]
+            records.append(record)
+    else:
+        if not text.strip():
+            return records
+        try:
+            doc = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            stats.skipped_lines += 1
+            # orjson's message names the position, never the content.
+            _err(f"line {number}: not valid JSON ({exc.msg}, char {exc.pos}); skipped")
+            return records
+        try:
+            found = detector.scan_json(doc)
+        except ScanLimitError as exc:
+            stats.skipped_lines += 1
+            _err(f"line {number}: {exc}; skipped")
+            return records
+        for path, f in found:
+            record = {
+                "line": number,
+                "field": path,
+                "start": f.start,
+                "end": f.end,
+                "type": f.type,
+                "synthetic": f.synthetic,
+            }
+            if show_values:
+                record["value"] = _value_at(doc, path)[f.start : f.end]
+            records.append(record)
+    for r in records:
+        stats.findings[r["type"]] += 1
+        stats.synthetic += bool(r["synthetic"])
+    return records
+
+
+def _value_at(doc: Any, path: str) -> str:
+    node = doc
+    if path:
+        for part in path.split("."):
+            node = node[int(part)] if isinstance(node, list) else node[part]
+    return str(node)
+
+
+def _summary(stats: ScanStats) -> None:
+    total = sum(stats.findings.values())
+    per_type = ", ".join(f"{t} {stats.findings[t]}" for t in PII_TYPES if stats.findings[t])
+    line = f"pii scan: {stats.lines} lines, {total} findings" + (
+        f": {per_type}" if per_type else ""
+    )
+    if stats.synthetic:
+        line += f" ({stats.synthetic} synthetic)"
+    _err(line)
+    if stats.replaced_utf8_lines:
+        _err(
+            f"pii scan: {stats.replaced_utf8_lines} lines had invalid UTF-8; undecodable bytes "
+            "were read as U+FFFD, one character each"
+        )
+    if stats.skipped_lines:
+        _err(f"pii scan: {stats.skipped_lines} lines could not be scanned (see above)")
+
+
+@pii_app.command("types")
+def list_types() -> None:
+    """List the personal-data types the detector reports."""
+    for name in PII_TYPES:
+        print(name)
+
+
+# -- keys ---------------------------------------------------------------------------------
+
+_KEYRING_OPTION = typer.Option(
+    ...,
+    "--keyring",
+    "-k",
+    envvar="FJORDGATE_KEYRING",
+    help="Keyring file (mode 0600). Also FJORDGATE_KEYRING.",
+)
+
+
+def _fail(exc: PiiError) -> typer.Exit:
+    _err(f"fjordgate keys: {exc}")
+    return typer.Exit(1)
+
+
+@keys_app.command("new")
+def keys_new(
+    keyring: Path = _KEYRING_OPTION,
+    force: bool = typer.Option(
+        False, "--force", help="Replace an existing keyring (its keys are lost)."
+    ),
+) -> None:
+    """Create a keyring file with one fresh active key."""
+    try:
+        ring = Keyring.generate(keyring, overwrite=force)
+    except PiiError as exc:
+        raise _fail(exc) from None
+    print(f"created {keyring} with active key {ring.active_id}")
+
+
+@keys_app.command("list")
+def keys_list(
+    keyring: Path = _KEYRING_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per key."),
+) -> None:
+    """List key ids, creation dates and states (never the keys)."""
+    try:
+        ring = Keyring.load(keyring)
+    except PiiError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        for info in ring.list():
+            print(
+                orjson.dumps(
+                    {"key_id": info.key_id, "created": info.created, "state": info.state}
+                    | ({"shredded": info.shredded} if info.shredded else {})
+                ).decode()
+            )
+        return
+    table = Table("key id", "created", "state", "shredded")
+    for info in ring.list():
+        table.add_row(info.key_id, info.created, info.state, info.shredded or "")
+    Console().print(table)
+
+
+@keys_app.command("rotate")
+def keys_rotate(keyring: Path = _KEYRING_OPTION) -> None:
+    """Add a fresh key and make it active; older keys stay for decryption."""
+    try:
+        ring = Keyring.load(keyring)
+        previous = ring.active_id
+        new = ring.rotate()
+    except PiiError as exc:
+        raise _fail(exc) from None
+    print(f"active key is now {new} (was {previous})")
+
+
+@keys_app.command("shred")
+def keys_shred(
+    key_id: str = typer.Argument(..., help="Id of the (retired) key to destroy."),
+    keyring: Path = _KEYRING_OPTION,
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+) -> None:
+    """Destroy a key: everything encrypted with it becomes unreadable, for good."""
+    try:
+        ring = Keyring.load(keyring)
+        if not yes and not typer.confirm(
+            f"Shred key {key_id}? Data encrypted with it can never be decrypted again."
+        ):
+            raise typer.Exit(1)
+        ring.shred(key_id)
+    except PiiError as exc:
+        raise _fail(exc) from None
+    print(f"shredded key {key_id}")
 
 
 def register(root: typer.Typer) -> None:
     """Mount this package's commands on the `fjordgate` root."""
-    root.add_typer(_pending("pii"), name="pii")
-    root.add_typer(_pending("keys"), name="keys")
+    root.add_typer(pii_app, name="pii")
+    root.add_typer(keys_app, name="keys")
