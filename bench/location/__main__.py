@@ -229,7 +229,7 @@ def main() -> None:
             "",
         ]
 
-        writer_rows = 20_000 if args.quick else 100_000
+        writer_rows = 5_000 if args.quick else 20_000
         lines += [
             "## mmdb writer: converting ASN ranges (start, end, ASN, organisation)",
             "",
