@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import orjson
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined,unused-ignore]
 
 from gateway.errors import PublishError
 from gateway.metrics import GatewayMetrics

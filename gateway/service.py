@@ -117,7 +117,7 @@ class Gateway:
             interval_s=reload_interval_s,
         )
         assert self.ingest is not None
-        self.app = GatewayApp(
+        self.app: GatewayApp = GatewayApp(
             self.ingest,
             self.keys,
             self.metrics,

@@ -1,0 +1,221 @@
+"""`fjordgate gateway serve --config FILE`: the production gateway, Kafka-backed.
+
+Start order matters: placement checks first (refuse to start in `enforce`
+mode when they fail, after auditing why), then the audit log, keyring, the
+transactional producer (fencing any crashed predecessor), the event-id index
+rebuilt from the tagged topics' committed tail, and only then the HTTP port.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import structlog
+import uvicorn
+
+from audit import AuditLog, SigningKey
+from gateway.auth import ApiKey
+from gateway.config import GatewayConfig
+from gateway.errors import ConfigError, PlacementRefused, PublishError
+from gateway.kafka_ingress import KafkaIngress
+from gateway.metrics import GatewayMetrics
+from gateway.pii import Keyring
+from gateway.pipeline import PolicyPipelines, Topics
+from gateway.publish import KafkaPublisher, ensure_topics
+from gateway.server import uvicorn_config
+from gateway.service import Gateway
+from policies import Destination, Policy, PolicyLoadError, load_policy
+
+log = structlog.get_logger(__name__)
+
+
+def _locator(config: GatewayConfig) -> Any:
+    placement = config.placement
+    if placement.country_db is None or placement.asn_db is None:
+        return None
+    from policies.location import Locator
+
+    return Locator.open(placement.country_db, placement.asn_db, placement.jurisdictions)
+
+
+def placement_gate(config: GatewayConfig, policy: Policy, audit: AuditLog, locator: Any) -> None:
+    """Run the placement checks, audit them, and refuse to start on failure in enforce mode."""
+    from policies.location import (
+        PlacementConfig,
+        placement_record,
+        run_placement_checks,
+        worst_status,
+    )
+
+    results = run_placement_checks(
+        PlacementConfig(
+            kafka_bootstrap=config.kafka.bootstrap,
+            kafka_config={k: str(v) for k, v in config.kafka.extra.items()},
+            state_dir=config.placement.state_dir,
+        ),
+        policy,
+        locator,
+    )
+    audit.append({**placement_record(results, policy), "component": "gateway"})
+    for result in results:
+        log.info("placement_check", check=result.name, status=result.status, detail=result.detail)
+    if worst_status(results) == "fail" and policy.mode == "enforce":
+        failed = [r for r in results if r.status == "fail"]
+        raise PlacementRefused(
+            "placement checks failed in enforce mode; refusing to start: "
+            + "; ".join(f"{r.name}: {r.detail} ({r.hint})" for r in failed)
+        )
+
+
+def egress_gate(destination: str, policy: Policy, audit: AuditLog, locator: Any) -> bool:
+    """Decide egress to the brokers once; True when the engine can decide it per event."""
+    parsed = Destination.parse(destination)
+    if parsed.without_provider:
+        return True  # loopback / private literal: the engine decides from the text, cached
+    if locator is None:
+        raise PlacementRefused(
+            f"egress to {destination} needs location facts: configure placement.country_db "
+            "and placement.asn_db (fjordgate geo update)"
+        )
+    from policies.location import decide_egress
+
+    decision = decide_egress(destination, policy, locator)
+    audit.append(
+        {
+            "type": "egress",
+            "component": "gateway",
+            "destination": destination,
+            "outcome": decision.outcome,
+            "rule_id": decision.rule_id,
+            "reasons": list(decision.reasons),
+            "policy_hash": policy.content_hash,
+        }
+    )
+    if decision.outcome != "allow" and policy.mode == "enforce":
+        raise PlacementRefused(f"egress to {destination} denied: {'; '.join(decision.reasons)}")
+    return False
+
+
+def build_kafka_gateway(config: GatewayConfig) -> tuple[Gateway, AuditLog, KafkaIngress | None]:
+    """Everything `serve` runs, started, except the HTTP server."""
+    try:
+        policy = load_policy(config.policy)
+    except PolicyLoadError as exc:
+        raise ConfigError(str(exc)) from None
+    audit = AuditLog.open(config.audit.directory, SigningKey.load(config.audit.signing_key))
+    try:
+        locator = _locator(config)
+        placement_gate(config, policy, audit, locator)
+        destination = f"kafka://{config.kafka.bootstrap.split(',')[0]}"
+        per_event = egress_gate(destination, policy, audit, locator)
+        topics = Topics(
+            tagged=config.kafka.tagged_topic,
+            raw=config.kafka.raw_topic,
+            dead_letter=config.kafka.dead_letter_topic,
+        )
+        streams = sorted(policy.streams)
+        if config.kafka.create_topics:
+            wanted = [topics.tagged_for(s) for s in streams]
+            for s in config.kafka.ingress_streams:
+                wanted += [topics.raw_for(s), topics.dead_letter_for(s)]
+            ensure_topics(config.kafka.bootstrap, wanted, partitions=config.kafka.partitions)
+        metrics = GatewayMetrics()
+        publisher = KafkaPublisher(
+            config.kafka.bootstrap,
+            [topics.tagged_for(s) for s in streams],
+            transactional_id=config.kafka.transactional_id,
+            metrics=metrics,
+            timeout_s=config.kafka.timeout_s,
+            extra_config=config.kafka.extra,
+        )
+        publisher.start()
+        gateway = Gateway(
+            policy_path=config.policy,
+            keyring=Keyring.load(config.keyring),
+            audit=audit,
+            publisher=publisher,
+            destination=destination,
+            egress_per_event=per_event,
+            topics=topics,
+            api_keys=[ApiKey(k.name, k.digest, frozenset(k.streams)) for k in config.api_keys],
+            event_id_field=config.event_id_field,
+            max_pending_events=config.commit.max_pending_events,
+            max_group_events=config.commit.max_group_events,
+            retry_after_s=config.commit.retry_after_s,
+            index_capacity=config.commit.index_capacity,
+            max_body_bytes=config.http.max_body_bytes,
+            max_events_per_batch=config.http.max_events_per_batch,
+            reload_interval_s=config.policy_reload_interval_s,
+            metrics=metrics,
+        )
+        gateway.start()
+    except PublishError as exc:
+        audit.close()
+        raise ConfigError(f"Kafka: {exc}") from None
+    except BaseException:
+        audit.close()
+        raise
+    ingress: KafkaIngress | None = None
+    if config.kafka.ingress_streams:
+        cache: dict[str, PolicyPipelines] = {}
+
+        def kafka_pipelines() -> PolicyPipelines:
+            policy_now = gateway.policy
+            found = cache.get(policy_now.content_hash)
+            if found is None:
+                cache.clear()
+                found = cache[policy_now.content_hash] = gateway.pipelines_for(
+                    policy_now, source="kafka"
+                )
+            return found
+
+        ingress = KafkaIngress(
+            config.kafka.bootstrap,
+            config.kafka.ingress_streams,
+            pipelines=kafka_pipelines,
+            audit=audit,
+            topics=topics,
+            transactional_id=f"{config.kafka.transactional_id}-ingress",
+            group=config.kafka.consumer_group,
+            metrics=gateway.metrics,
+            timeout_s=config.kafka.timeout_s,
+            extra_config=config.kafka.extra,
+        )
+        ingress.start()
+    return gateway, audit, ingress
+
+
+def serve_from_config(path: Path) -> None:
+    """Run until SIGTERM / SIGINT; SIGHUP re-reads the policy file at once."""
+    config = GatewayConfig.load(path)
+    gateway, audit, ingress = build_kafka_gateway(config)
+
+    def shutdown() -> None:
+        if ingress is not None:
+            ingress.stop()
+        gateway.stop()
+        gateway.publisher.close()
+        audit.close()
+
+    gateway.app.on_shutdown = shutdown
+    signal.signal(signal.SIGHUP, lambda *_: gateway.watcher.check_now())
+    tls = config.http.tls
+    server = uvicorn.Server(
+        uvicorn_config(
+            gateway.app,
+            host=config.http.host,
+            port=config.http.port,
+            tls_cert=tls.cert if tls else None,
+            tls_key=tls.key if tls else None,
+        )
+    )
+    log.info(
+        "gateway_serving",
+        host=config.http.host,
+        port=config.http.port,
+        tls=tls is not None,
+        policy_hash=gateway.policy.content_hash,
+    )
+    server.run()

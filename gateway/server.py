@@ -1,0 +1,80 @@
+"""Running the gateway's ASGI app: uvicorn in the foreground (`serve`) or in a thread (demo, tests).
+
+uvicorn was chosen by measurement over granian for this app (bench/gateway,
+`servers` table): with batches of hundreds of events per request, the
+server's per-request cost is a small share, and uvicorn runs in-process, in
+a thread, which the embedded demo needs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from gateway.errors import GatewayError
+
+
+class ServerThread:
+    """uvicorn serving an app on 127.0.0.1 (port 0: any free port) in a daemon thread."""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
+    ) -> None:
+        self.config = uvicorn_config(app, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key)
+        self.server = uvicorn.Server(self.config)
+        self._thread = threading.Thread(target=self.server.run, name="fjordgate-http", daemon=True)
+        self.scheme = "https" if tls_cert else "http"
+
+    def start(self, timeout_s: float = 30.0) -> ServerThread:
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise GatewayError("the HTTP server did not start (is the port in use?)")
+            time.sleep(0.02)
+        return self
+
+    @property
+    def port(self) -> int:
+        sockets = self.server.servers[0].sockets
+        return int(sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.config.host}:{self.port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=15)
+
+
+def uvicorn_config(
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        log_level="warning",
+        access_log=False,  # an access log line per request adds nothing the metrics lack
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
+        timeout_graceful_shutdown=10,
+        limit_concurrency=1000,
+    )
