@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from policies.egress import Destination
 from policies.errors import InvalidDestination
@@ -104,6 +104,22 @@ class PlacementConfig(BaseModel):
     sys_root: Path = Path("/sys")
     rtt_probes: Annotated[int, Field(ge=1, le=20)] = 3
     timeout_s: Annotated[float, Field(gt=0)] = 10.0
+
+    @field_validator("site_networks")
+    @classmethod
+    def _networks_and_countries(cls, value: dict[str, str]) -> dict[str, str]:
+        checked = {}
+        for network, country in value.items():
+            try:
+                cidr = str(ipaddress.ip_network(network, strict=False))
+            except ValueError:
+                raise ValueError(
+                    f"{network!r} is not an IP network: write e.g. 10.20.0.0/16"
+                ) from None
+            if not re.fullmatch(r"[A-Za-z]{2}", country):
+                raise ValueError(f"{country!r} for {network} is not a two-letter country code")
+            checked[cidr] = country.upper()
+        return checked
 
 
 @dataclass(frozen=True)

@@ -307,3 +307,24 @@ def test_all_checks_run_together_and_a_failure_makes_the_whole_fail(
     assert by_name["sinks"].status == "pass"
     assert worst_status(bad) == "fail"
     assert {r.name for r in bad if r.status == "fail"} == {"sysctl.swappiness"}
+
+
+def test_site_networks_give_private_addresses_their_declared_country(
+    machine: FakeMachine, geo_writer: Any, policy_factory: Any
+) -> None:
+    geo = geo_writer({"192.0.2.0/24": "NO"})  # knows nothing of 10.x, as real databases
+    config = machine.config(sinks=["postgresql://10.20.0.5:5432/traffic"])
+    declared = machine.config(
+        sinks=["postgresql://10.20.0.5:5432/traffic"], site_networks={"10.20.0.0/16": "no"}
+    )
+    with geo.open() as locator:
+        unknown = {r.name: r for r in run_placement_checks(config, policy_factory(), locator)}
+        known = {r.name: r for r in run_placement_checks(declared, policy_factory(), locator)}
+    assert unknown["sinks"].status == "fail"
+    assert "site_networks" in unknown["sinks"].hint
+    assert known["sinks"].status == "pass"
+
+
+def test_a_site_network_that_is_not_a_network_is_refused(machine: FakeMachine) -> None:
+    with pytest.raises(ValueError, match="not an IP network"):
+        machine.config(site_networks={"10.20.0.0/33": "NO"})
