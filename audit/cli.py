@@ -266,6 +266,114 @@ def check_proof_command(
         raise typer.Exit(1)
 
 
+@app.command("subject")
+def subject(
+    directory: Annotated[
+        Path, typer.Argument(help="A log directory, or one holding instance logs.")
+    ],
+    subject_id: Annotated[
+        str | None,
+        typer.Option(
+            "--id",
+            help="The person's identifier ('-' reads it from stdin, keeping it "
+            "out of the shell history). Never printed.",
+        ),
+    ] = None,
+    keyring: Annotated[
+        Path | None,
+        typer.Option(
+            "--keyring", help="The gateway's pseudonymisation keyring (mode 0600).", dir_okay=False
+        ),
+    ] = None,
+    pseudonym: Annotated[
+        list[str] | None, typer.Option("--pseudonym", help="Search for this pseudonym directly.")
+    ] = None,
+    public_key: PublicKeyOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the records as JSON.")] = False,
+) -> None:
+    """Every record about one person (GDPR Article 15): computes their pseudonyms with the
+    keyring and searches for them; the log never holds the identifier itself."""
+    from rich.table import Table
+
+    from audit.subject import find_subject, load_pseudonym_keys, subject_pseudonyms
+    from audit.verify import verify_directory
+
+    needles = list(pseudonym or [])
+    shredded: list[str] = []
+    if subject_id is not None:
+        if keyring is None:
+            raise _fail("--id needs --keyring: the pseudonym is keyed")
+        value = sys.stdin.readline().rstrip("\n") if subject_id == "-" else subject_id
+        try:
+            keys, shredded = load_pseudonym_keys(keyring)
+        except AuditError as exc:
+            raise _fail(str(exc)) from exc
+        needles.extend(subject_pseudonyms(value, keys))
+    if not needles:
+        raise _fail("give --id VALUE --keyring FILE, or --pseudonym TOKEN")
+    try:
+        keys_pinned = _keys(public_key)
+    except AuditError as exc:
+        raise _fail(str(exc)) from exc
+    with log_progress(directory, "verifying") as progress:
+        reports = verify_directory(directory, keys_pinned, progress=progress)
+    with log_progress(directory, "searching") as progress:
+        matches = find_subject(directory, needles, progress)
+    intact = all(r.ok for r in reports)
+    if as_json:
+        typer.echo(
+            orjson.dumps(
+                {
+                    "log_verified": intact,
+                    "pseudonyms_searched": len(needles),
+                    "shredded_key_ids": shredded,
+                    "records": [
+                        {
+                            "log": m.log,
+                            "segment": m.segment,
+                            "offset": m.offset,
+                            "fields": m.fields,
+                            "record": m.record,
+                        }
+                        for m in matches
+                    ],
+                },
+                option=orjson.OPT_INDENT_2,
+            ).decode()
+        )
+    else:
+        out = Console()
+        status = "[green]verified intact[/green]" if intact else "[red]FAILED verification[/red]"
+        out.print(
+            f"log: {status}; searched {len(needles)} pseudonyms; {len(matches)} records found"
+        )
+        for r in reports:
+            if not r.ok:
+                out.print(f"  {r.summary()}", highlight=False)
+        if shredded:
+            out.print(
+                f"keys {', '.join(shredded)} are shredded: pseudonyms made under them can "
+                "no longer be linked to anyone (by design)"
+            )
+        table = Table("log", "seq", "time", "type", "stream", "outcome", "destination", "fields")
+        for m in matches:
+            rec = m.record
+            table.add_row(
+                m.log,
+                str(rec.get("seq")),
+                str(rec.get("ts")),
+                str(rec.get("type")),
+                str(rec.get("stream", "")),
+                str(rec.get("outcome", "")),
+                str(rec.get("destination", "") or ""),
+                ", ".join(m.fields),
+            )
+        if matches:
+            out.print(table)
+    if not intact:
+        raise typer.Exit(1)
+
+
 def _emit(document: object, out: Path | None) -> None:
     text = orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
     if out is None:
