@@ -82,7 +82,9 @@ def schema(
 def test(
     file: Annotated[Path, typer.Argument(help="The policy file.")],
     cases: Annotated[Path, typer.Option("--cases", help="Directory (or file) of test cases.")],
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show passing cases.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Show failing cases and the summary only.")
+    ] = False,
 ) -> None:
     """Run test cases (event + stream + destination + expected decision); exit 1 on a failure."""
     policy = _load_or_exit(file)
@@ -94,7 +96,7 @@ def test(
     for result in run.results:
         where = f"{result.file}::{result.name}"
         if result.passed:
-            if verbose:
+            if not quiet:
                 out.print(Text.assemble(("PASS ", "green"), where))
             continue
         out.print(Text.assemble(("FAIL ", "bold red"), where))

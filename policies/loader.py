@@ -94,15 +94,7 @@ class _Builder:
             return None
         if isinstance(node, yaml.ScalarNode):
             self.marks.inline.add(path)
-            try:
-                return self.loader.construct_object(node, deep=True)
-            except yaml.constructor.ConstructorError as exc:
-                self.issue(
-                    node.start_mark,
-                    f"unsupported YAML tag {node.tag!r}: policies hold plain data only "
-                    f"({exc.problem})",
-                )
-                return None
+            return self.scalar(node)
         if getattr(node, "flow_style", False):
             self.marks.inline.add(path)
         self.active.add(id(node))
@@ -116,6 +108,18 @@ class _Builder:
         finally:
             self.active.discard(id(node))
         raise AssertionError(f"unexpected YAML node {type(node).__name__}")  # pragma: no cover
+
+    def scalar(self, node: yaml.ScalarNode) -> Any:
+        """A scalar's value; an unsupported tag is an issue, not an exception."""
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError) as exc:
+            problem = getattr(exc, "problem", None) or str(exc)
+            self.issue(
+                node.start_mark,
+                f"unsupported YAML tag {node.tag!r}: policies hold plain data only ({problem})",
+            )
+            return None
 
     def _check_plain_tag(self, node: yaml.Node, expected: str) -> None:
         if node.tag != expected:
@@ -132,7 +136,9 @@ class _Builder:
             if not isinstance(key_node, yaml.ScalarNode):
                 self.issue(key_node.start_mark, "a key must be plain text, not a list or mapping")
                 continue
-            key = self.loader.construct_object(key_node)
+            key = self.scalar(key_node)
+            if key is None and key_node.tag not in ("tag:yaml.org,2002:null",):
+                continue  # an unsupported tag on a key: already reported
             if not isinstance(key, str):
                 key = key_node.value  # a number or boolean used as a key: keep its text
             if key in first_seen:
@@ -243,7 +249,24 @@ def load_policy_text(
 
 
 def _compose(text: str, file: str) -> tuple[Any, _Marks, list[PolicyIssue]]:
-    loader = _PolicyYamlLoader(text)
+    try:
+        loader = _PolicyYamlLoader(text)
+    except yaml.reader.ReaderError as exc:
+        # A character YAML does not allow (a control character): locate it.
+        before = text[: exc.position]
+        line = before.count("\n") + 1
+        col = exc.position - (before.rfind("\n") + 1) + 1
+        raise PolicyLoadError(
+            file,
+            [
+                PolicyIssue(
+                    file,
+                    line,
+                    col,
+                    f"character U+{exc.character:04X} is not allowed in YAML; remove it",
+                )
+            ],
+        ) from None
     try:
         try:
             node = loader.get_single_node()

@@ -254,6 +254,16 @@ MALFORMED: list[tuple[str, str, str]] = [
     ),
     ("yaml-tab-indent", variant("  name: test-policy", "@@\tname: test-policy"), "YAML syntax"),
     ("two-documents", BASE_POLICY + "@@---\nmetadata: {}\n", "YAML syntax"),
+    (
+        "control-character",
+        variant("name: test-policy", "name: test@@\x00policy"),
+        "not allowed in YAML",
+    ),
+    (
+        "tag-on-a-key",
+        variant("speed: {action: allow", "speed: {@@!!weird action: allow"),
+        "unsupported YAML tag",
+    ),
     ("top-level-list", "@@- metadata: {}\n", "a policy is a mapping"),
     ("recursive-alias", variant("mode: enforce", "mode: enforce\nx: @@&a [*a]"), "recursive alias"),
 ]

@@ -12,7 +12,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from policies import PolicyEngine, load_policy, load_policy_text, read_policy_data
+from policies import PolicyEngine, PolicyLoadError, load_policy, load_policy_text, read_policy_data
 
 from .conftest import PACK_FILES
 
@@ -154,3 +154,34 @@ def test_private_and_loopback_literals_never_need_location_facts(
         assert verdict.outcome in ("allow", "deny")
     else:
         assert verdict.outcome == "unresolved"
+
+
+PACK_TEXTS = [p.read_text(encoding="utf-8") for p in PACK_FILES]
+mutation_chars = st.sampled_from(list(" :-[]{},&*!|>'\"#\n\tNOx0.%@`"))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pack_index=st.integers(0, len(PACK_TEXTS) - 1),
+    edits=st.lists(
+        st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 3), mutation_chars),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_any_damaged_policy_gives_located_issues_never_a_traceback(
+    pack_index: int, edits: list[tuple[float, int, str]]
+) -> None:
+    text = PACK_TEXTS[pack_index]
+    for where, deleted, inserted in edits:
+        at = int(where * len(text))
+        text = text[:at] + inserted + text[at + deleted :]
+    try:
+        load_policy_text(text, file="damaged.yaml")
+    except PolicyLoadError as exc:
+        assert exc.issues
+        lines = text.count("\n") + 2
+        for issue in exc.issues:
+            assert issue.file == "damaged.yaml"
+            assert 1 <= issue.line <= lines and issue.col >= 1
+            assert issue.message
