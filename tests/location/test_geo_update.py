@@ -162,3 +162,30 @@ def test_a_malformed_csv_line_is_a_clear_error(tmp_path: Path) -> None:
 def test_package_versions_carry_the_data_build_time() -> None:
     assert version_epoch("2.3.2026061719") == 1781722800  # 2026-06-17 19:00 UTC
     assert version_epoch("1.0.0") is None
+
+
+def test_the_geo_update_command_reports_what_it_did(tmp_path: Path, fake_npm: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    target = tmp_path / "geo"
+    first = CliRunner().invoke(app, ["geo", "update", "--dir", str(target)])
+    second = CliRunner().invoke(app, ["geo", "update", "--dir", str(target)])
+    assert first.exit_code == 0, first.output
+    assert f"updated (country {VERSION}, ASN {VERSION})" in first.stdout
+    assert "already current" in second.stdout
+    info = CliRunner().invoke(app, ["geo", "info", "--dir", str(target)], terminal_width=200)
+    assert info.exit_code == 0
+    assert "2026-01-01T12:00:00+00:00" in info.stdout
+    assert f"{ASN_PACKAGE} {VERSION}" in info.stdout
+
+
+def test_geo_info_on_an_empty_folder_says_what_to_do(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    result = CliRunner().invoke(app, ["geo", "info", "--dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "fjordgate geo update" in result.stderr
