@@ -45,12 +45,21 @@ def _load_or_exit(path: Path) -> Policy:
 
 @policy_app.command("check")
 def check(
-    files: Annotated[list[Path], typer.Argument(help="Policy files to check.")],
+    files: Annotated[list[Path], typer.Argument(help="Policy files (or directories) to check.")],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print problems only.")] = False,
 ) -> None:
     """Validate policy files: `FILE:LINE:COL: message` per problem; exit 1 if any."""
     failed = False
+    expanded: list[Path] = []
     for path in files:
+        if path.is_dir():  # a directory of policies: its *.yaml and *.yml files
+            expanded.extend(sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml")))
+        else:
+            expanded.append(path)
+    if not expanded:
+        typer.echo(f"no policy files (*.yaml, *.yml) in {', '.join(map(str, files))}", err=True)
+        raise typer.Exit(code=1)
+    for path in expanded:
         try:
             policy = load_policy(path)
         except PolicyLoadError as exc:

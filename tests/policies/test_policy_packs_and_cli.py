@@ -236,3 +236,15 @@ def test_diff_of_a_policy_with_itself_reports_nothing() -> None:
     result = runner.invoke(policy_app, ["diff", pack, pack])
     assert result.exit_code == 0
     assert "no change in outcome (identical policies)" in result.output
+
+
+def test_check_takes_a_directory_of_policies() -> None:
+    result = runner.invoke(policy_app, ["check", str(PACKS)])
+    assert result.exit_code == 0
+    assert result.output.count(": ok (") == len(PACK_FILES)
+
+
+def test_check_of_an_empty_directory_fails(tmp_path: Path) -> None:
+    result = runner.invoke(policy_app, ["check", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "no policy files" in result.output
