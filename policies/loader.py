@@ -11,6 +11,7 @@ objects).
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import types
 import typing
@@ -189,34 +190,9 @@ def _decode(raw: bytes, file: str) -> str:
 
 def load_policy(path: str | Path, *, max_bytes: int = MAX_POLICY_BYTES) -> Policy:
     """Load and validate a policy file; raises PolicyLoadError listing every problem."""
-    file = str(path)
-    try:
-        size = Path(path).stat().st_size
-        if size > max_bytes:
-            raise PolicyLoadError(
-                file,
-                [
-                    PolicyIssue(
-                        file,
-                        1,
-                        1,
-                        f"the file is {size} bytes, over the {max_bytes}-byte limit for a "
-                        "policy; split it or remove what is not policy",
-                    )
-                ],
-            )
-        with open(path, "rb") as handle:
-            raw = handle.read(max_bytes + 1)
-    except OSError as exc:
-        raise PolicyLoadError(
-            file, [PolicyIssue(file, 1, 1, f"cannot read the file: {exc.strerror or exc}")]
-        ) from None
-    if len(raw) > max_bytes:  # grew between stat and read
-        raise PolicyLoadError(
-            file, [PolicyIssue(file, 1, 1, f"the file is over the {max_bytes}-byte limit")]
-        )
-    policy = load_policy_text(_decode(raw, file), file=file, max_bytes=max_bytes)
-    return policy
+    return load_policy_text(
+        read_yaml_file(path, max_bytes=max_bytes), file=str(path), max_bytes=max_bytes
+    )
 
 
 def load_policy_text(
@@ -569,16 +545,30 @@ def load_yaml_model(
 
 
 def read_yaml_file(path: str | Path, *, max_bytes: int = MAX_POLICY_BYTES) -> str:
-    """A YAML file's text, with the policy loader's size and UTF-8 checks."""
+    """A YAML file's text, refused before parsing if too large or not UTF-8."""
     file = str(path)
     try:
+        size = os.stat(path).st_size
+        if size > max_bytes:
+            raise PolicyLoadError(
+                file,
+                [
+                    PolicyIssue(
+                        file,
+                        1,
+                        1,
+                        f"the file is {size} bytes, over the {max_bytes}-byte limit for a "
+                        "policy; split it or remove what is not policy",
+                    )
+                ],
+            )
         with open(path, "rb") as handle:
             raw = handle.read(max_bytes + 1)
     except OSError as exc:
         raise PolicyLoadError(
             file, [PolicyIssue(file, 1, 1, f"cannot read the file: {exc.strerror or exc}")]
         ) from None
-    if len(raw) > max_bytes:
+    if len(raw) > max_bytes:  # grew between stat and read
         raise PolicyLoadError(
             file, [PolicyIssue(file, 1, 1, f"the file is over the {max_bytes}-byte limit")]
         )
