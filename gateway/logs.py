@@ -86,6 +86,20 @@ def scrub_personal(
     return event_dict
 
 
+class _CurrentStderr:
+    """Writes to whatever `sys.stderr` is at the time of the write.
+
+    Test runners and CLI runners swap and close `sys.stderr`; a logger that
+    captured the stream at configure time would then write to a closed file.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(*, json: bool | None = None, level: str = "INFO") -> None:
     """Configure structlog once per process; later calls only change nothing.
 
@@ -114,6 +128,6 @@ def configure_logging(*, json: bool | None = None, level: str = "INFO") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
