@@ -14,8 +14,7 @@ from policies import (
     load_policy_text,
     sanitise_destination,
 )
-
-from .conftest import BASE_POLICY
+from tests.policies.conftest import BASE_POLICY
 
 RULES_POLICY = BASE_POLICY.replace(
     "forbidden_provider_jurisdictions: [US]", "forbidden_provider_jurisdictions: []"

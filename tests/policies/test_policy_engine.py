@@ -12,8 +12,7 @@ from policies import (
     UnknownStream,
     load_policy_text,
 )
-
-from .conftest import BASE_POLICY
+from tests.policies.conftest import BASE_POLICY
 
 EVENT = {
     "region": "oslo",

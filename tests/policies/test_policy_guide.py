@@ -10,8 +10,7 @@ import pytest
 from policies import PolicyEngine, load_policy, load_policy_text
 from policies.cases import CaseFile, run_case
 from policies.loader import load_yaml_model
-
-from .conftest import PACKS, REPO
+from tests.policies.conftest import PACKS, REPO
 
 GUIDE = REPO / "docs" / "policy-guide.md"
 BLOCKS = re.findall(r"```yaml\n(.*?)```", GUIDE.read_text(encoding="utf-8"), re.S)

@@ -14,8 +14,7 @@ from typer.testing import CliRunner
 from policies import PolicyLoadError, load_policy
 from policies.cli import policy_app
 from policies.loader import MAX_EXPANDED_NODES
-
-from .conftest import BASE_POLICY
+from tests.policies.conftest import BASE_POLICY
 
 
 def variant(old: str, new: str) -> str:

@@ -6,8 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from policies import Policy, load_policy_text, read_policy_data, semantic_problems
-
-from .conftest import BASE_POLICY, PACKS
+from tests.policies.conftest import BASE_POLICY, PACKS
 
 
 def test_unquoted_no_is_norway_not_false() -> None:

@@ -13,8 +13,7 @@ from typer.testing import CliRunner
 
 from policies import load_policy, policy_json_schema, read_policy_data
 from policies.cli import policy_app
-
-from .conftest import CASES, PACK_FILES, PACKS, REPO
+from tests.policies.conftest import CASES, PACK_FILES, PACKS, REPO
 
 runner = CliRunner()
 

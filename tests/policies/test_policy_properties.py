@@ -13,8 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from policies import PolicyEngine, PolicyLoadError, load_policy, load_policy_text, read_policy_data
-
-from .conftest import PACK_FILES
+from tests.policies.conftest import PACK_FILES
 
 POLICIES = [load_policy(p) for p in PACK_FILES]
 PACK_DATA = [read_policy_data(p) for p in PACK_FILES]

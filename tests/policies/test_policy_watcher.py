@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from policies import Policy, PolicyIssue, PolicyLoadError, PolicyWatcher
-
-from .conftest import BASE_POLICY
+from tests.policies.conftest import BASE_POLICY
 
 
 class Recorder:
