@@ -298,7 +298,9 @@ class Locator:
             raise MalformedAddress(address, str(error)) from None
         except InvalidDatabaseError as error:
             raise GeoDatabaseError(
-                self.country_info.path, f"lookup failed, the database is corrupt: {error}"
+                self.country_info.path,
+                f"lookup failed: this database or the ASN database {self.asn_info.path} "
+                f"is corrupt ({error})",
             ) from None
         if asn_record:
             key = (

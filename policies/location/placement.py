@@ -276,7 +276,9 @@ def kafka_brokers(
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, **client_config})
+    # librdkafka's own log lines would print over the doctor's table; its errors
+    # reach us as the KafkaException below.
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2, **client_config})
     try:
         metadata = admin.list_topics(timeout=timeout_s)
     except KafkaException as error:

@@ -222,3 +222,18 @@ def test_a_policy_with_its_own_owner_entries_gets_them_first(geo_writer: Any) ->
         assert locator.for_policy(policy) is derived  # kept per policy hash
         plain = SimpleNamespace(content_hash="sha256:x", jurisdiction=SimpleNamespace())
         assert locator.for_policy(plain) is locator
+
+
+def test_a_database_corrupt_inside_is_a_clear_error_at_lookup(
+    tmp_path: Path, loopback_in_norway: Any
+) -> None:
+    # Valid metadata (so it opens), garbage search tree (so a lookup fails).
+    raw = bytearray(loopback_in_norway.country.read_bytes())
+    raw[:300] = b"\xee" * 300
+    damaged = tmp_path / "damaged.mmdb"
+    damaged.write_bytes(bytes(raw))
+    with (
+        Locator.open(damaged, loopback_in_norway.asn) as locator,
+        pytest.raises(GeoDatabaseError, match=r"lookup failed.*is corrupt"),
+    ):
+        locator.locate("127.0.0.1")
