@@ -8,8 +8,8 @@ never a value of the event, so it can go to the audit log as it is.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -280,8 +280,11 @@ class PolicyEngine:
         self._plans: dict[str, StreamPlan] = {
             name: StreamPlan.compile(name, stream) for name, stream in policy.streams.items()
         }
-        # Egress without location facts depends only on the destination text.
-        self._egress_cache: OrderedDict[str, EgressVerdict] = OrderedDict()
+        # Egress without location facts depends only on the destination text;
+        # lru_cache is thread-safe, and the gateway decides from several threads.
+        self._egress_by_text = functools.lru_cache(maxsize=self._EGRESS_CACHE_SIZE)(
+            functools.partial(evaluate_egress, policy)
+        )
 
     @property
     def streams(self) -> tuple[str, ...]:
@@ -301,13 +304,8 @@ class PolicyEngine:
         """Egress verdict for a destination (cached when no location facts are given)."""
         if located is not None:
             return evaluate_egress(self.policy, destination, located)
-        cached = self._egress_cache.get(destination)
-        if cached is None:
-            cached = evaluate_egress(self.policy, destination)
-            self._egress_cache[destination] = cached
-            if len(self._egress_cache) > self._EGRESS_CACHE_SIZE:
-                self._egress_cache.popitem(last=False)
-        return cached
+        verdict: EgressVerdict = self._egress_by_text(destination)
+        return verdict
 
     def decide(
         self,

@@ -217,3 +217,16 @@ def test_decision_is_frozen(strict_engine: PolicyEngine) -> None:
     decision: Decision = strict_engine.decide(EVENT, "norway-traffic")
     with pytest.raises(AttributeError):
         decision.outcome = "deny"  # type: ignore[misc]
+
+
+def test_one_engine_decides_from_several_threads(strict_engine: PolicyEngine) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    destinations = [f"10.0.{i % 7}.{i % 250}" for i in range(2000)] + ["127.0.0.1:9092"] * 50
+    expected = {d: strict_engine.decide(EVENT, "norway-traffic", d) for d in set(destinations)}
+    fresh = PolicyEngine(strict_engine.policy)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(
+            pool.map(lambda d: (d, fresh.decide(EVENT, "norway-traffic", d)), destinations)
+        )
+    assert all(decision == expected[d] for d, decision in results)
