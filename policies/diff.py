@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
 from policies.egress import EgressVerdict, KnownAddress, evaluate_egress
 from policies.engine import StreamPlan
@@ -23,7 +24,7 @@ _PROBE_ADDRESS = "192.0.2.10"  # TEST-NET-1: documentation addresses only
 class Change:
     """One difference between the old and the new policy."""
 
-    kind: str  # "policy", "stream", "field", "destination"
+    kind: str  # "policy", "placement", "geoip", "stream", "field", "destination"
     subject: str
     old: str
     new: str
@@ -108,6 +109,15 @@ def probes(*policies: Policy) -> list[Probe]:
     return sorted(found.values(), key=lambda p: p.label)
 
 
+def _leaves(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, dict):
+        found: dict[str, Any] = {}
+        for key, item in value.items():
+            found.update(_leaves(item, f"{prefix}.{key}"))
+        return found
+    return {prefix: value}
+
+
 def diff_policies(old: Policy, new: Policy) -> list[Change]:
     """Every change of outcome between two policies."""
     changes: list[Change] = []
@@ -115,6 +125,16 @@ def diff_policies(old: Policy, new: Policy) -> list[Change]:
         changes.append(Change("policy", "mode", old.mode, new.mode))
     if old.metadata.version != new.metadata.version:
         changes.append(Change("policy", "version", old.metadata.version, new.metadata.version))
+    for part in ("placement", "geoip"):
+        before = _leaves(getattr(old, part).model_dump(mode="json"), part)
+        after = _leaves(getattr(new, part).model_dump(mode="json"), part)
+        for key in sorted(set(before) | set(after)):
+            if before.get(key) != after.get(key):
+                changes.append(
+                    Change(
+                        part, key, str(before.get(key, "(unset)")), str(after.get(key, "(unset)"))
+                    )
+                )
     for name in sorted(set(old.streams) | set(new.streams)):
         if name not in new.streams:
             changes.append(Change("stream", name, "declared", "removed"))

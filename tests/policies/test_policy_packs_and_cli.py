@@ -247,3 +247,15 @@ def test_check_of_an_empty_directory_fails(tmp_path: Path) -> None:
     result = runner.invoke(policy_app, ["check", str(tmp_path)])
     assert result.exit_code == 1
     assert "no policy files" in result.output
+
+
+def test_diff_names_placement_changes(tmp_path: Path) -> None:
+    from policies import diff_policies, load_policy_text
+
+    text = (PACKS / "norway-strict.yaml").read_text(encoding="utf-8")
+    old = load_policy_text(text)
+    new = load_policy_text(text.replace("max_swappiness: 10", "max_swappiness: 60"))
+    changes = diff_policies(old, new)
+    assert [(c.kind, c.subject, c.old, c.new) for c in changes] == [
+        ("placement", "placement.max_swappiness", "10", "60")
+    ]
