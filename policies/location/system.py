@@ -70,8 +70,10 @@ class Mount:
 def parse_mountinfo(text: str) -> list[Mount]:
     """Parse the text of /proc/self/mountinfo (see proc(5)); malformed lines are skipped."""
     mounts = []
-    for line in text.splitlines():
-        fields = line.split()
+    # The kernel separates lines with "\n" and fields with " " only; str.split()
+    # and splitlines() would also cut at Unicode spaces inside a mount point.
+    for line in text.split("\n"):
+        fields = line.split(" ")
         try:
             separator = fields.index("-", 6)
         except ValueError:

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from policies.location import CheckResult, PlacementConfig, run_placement_checks, worst_status
 from policies.location.placement import (
@@ -22,7 +24,7 @@ from policies.location.placement import (
     check_transparent_hugepages,
     parse_memory_size,
 )
-from policies.location.system import parse_mountinfo
+from policies.location.system import mount_of, parse_mountinfo
 
 
 class FakeMachine:
@@ -328,3 +330,39 @@ def test_site_networks_give_private_addresses_their_declared_country(
 def test_a_site_network_that_is_not_a_network_is_refused(machine: FakeMachine) -> None:
     with pytest.raises(ValueError, match="not an IP network"):
         machine.config(site_networks={"10.20.0.0/33": "NO"})
+
+
+mount_points = st.lists(
+    st.text(
+        alphabet=st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"])
+        | st.sampled_from(" \t\\"),
+        min_size=1,
+        max_size=12,
+    ).filter(lambda p: "/" not in p),
+    min_size=1,
+    max_size=4,
+).map(lambda parts: "/" + "/".join(parts))
+
+
+def _escape(path: str) -> str:
+    # As the kernel writes mountinfo: space, tab, newline and backslash in octal.
+    return "".join(f"\\{ord(c):03o}" if c in " \t\n\\" else c for c in path)
+
+
+@settings(max_examples=80, deadline=None)
+@given(point=mount_points, fstype=st.sampled_from(["ext4", "xfs", "nfs4", "tmpfs", "fuse.sshfs"]))
+def test_mountinfo_lines_parse_back_to_what_the_kernel_escaped(point: str, fstype: str) -> None:
+    line = f"36 35 98:0 / {_escape(point)} rw,noatime master:1 - {fstype} /dev/x rw,errors=continue"
+    (mount,) = parse_mountinfo(line)
+    assert mount.mount_point == point
+    assert mount.fstype == fstype
+    assert mount_of(Path(point) / "state", [mount]) == mount
+
+
+@given(
+    number=st.integers(min_value=0, max_value=10**6),
+    unit=st.sampled_from(["", "k", "m", "g", "kb", "mb", "gb", "KiB", "MiB", "GiB"]),
+)
+def test_memory_sizes_scale_by_their_unit(number: int, unit: str) -> None:
+    factor = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit[:1].lower()]
+    assert parse_memory_size(f"{number}{unit}") == number * factor
