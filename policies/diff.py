@@ -24,7 +24,7 @@ _PROBE_ADDRESS = "192.0.2.10"  # TEST-NET-1: documentation addresses only
 class Change:
     """One difference between the old and the new policy."""
 
-    kind: str  # "policy", "placement", "geoip", "stream", "field", "destination"
+    kind: str  # "policy", "jurisdiction", "placement", "geoip", "stream", "field", "destination"
     subject: str
     old: str
     new: str
@@ -125,7 +125,7 @@ def diff_policies(old: Policy, new: Policy) -> list[Change]:
         changes.append(Change("policy", "mode", old.mode, new.mode))
     if old.metadata.version != new.metadata.version:
         changes.append(Change("policy", "version", old.metadata.version, new.metadata.version))
-    for part in ("placement", "geoip"):
+    for part in ("jurisdiction", "placement", "geoip"):
         before = _leaves(getattr(old, part).model_dump(mode="json"), part)
         after = _leaves(getattr(new, part).model_dump(mode="json"), part)
         for key in sorted(set(before) | set(after)):
