@@ -44,11 +44,12 @@ _LOCAL_PART_MAX: Final = 64
 # How far before an 11-digit number to look for the word "konto" when the number is
 # both a valid fødselsnummer and a valid kontonummer.
 _ACCOUNT_CONTEXT_CHARS: Final = 40
-_DIGITS: Final = frozenset("0123456789")
+_SEPARATORS: Final = str.maketrans("", "", " .-+")
 
 
 def _only_digits(text: str) -> str:
-    return "".join(c for c in text if c in _DIGITS)
+    """The digits of a candidate (its separators are only spaces, dots, dashes, plus)."""
+    return text.translate(_SEPARATORS)
 
 
 class Detector:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from stdnum import iban as stdnum_iban
 from stdnum import luhn as stdnum_luhn
 from stdnum.no import fodselsnummer as stdnum_fnr
+from stdnum.no import kontonr as stdnum_kontonr
 from stdnum.no import orgnr as stdnum_orgnr
 
 from gateway.pii import Detector, FieldCipher, Keyring, Pseudonymiser, generalise
@@ -18,6 +19,7 @@ from gateway.pii.identifiers import (
     is_iban,
     is_kontonummer,
     is_payment_card,
+    luhn_ok,
 )
 
 DETECTOR = Detector()
@@ -226,3 +228,77 @@ def test_coordinates_fall_in_the_cell_they_are_generalised_to(lat: float, lon: f
     cell_lat, cell_lon = generalise((lat, lon), "coordinates")
     assert cell_lat <= lat + 1e-9 < cell_lat + 0.01 + 1e-9
     assert cell_lon <= lon + 1e-9 < cell_lon + 0.01 + 1e-9
+
+
+# -- the fast validators agree with python-stdnum -------------------------------------------
+#
+# The detector evaluates stdnum's check-digit rules directly (see identifiers.py for the
+# measurement); these properties hold it to stdnum's verdicts.
+
+_DIGIT_STRINGS = st.text("0123456789", min_size=1, max_size=20)
+
+
+def _stdnum_personal(number: str) -> bool:
+    return bool(stdnum_fnr.is_valid(number))
+
+
+@given(personal_numbers())
+def test_fast_personal_number_check_agrees_with_stdnum_on_valid_numbers(
+    case: tuple[str, str, bool],
+) -> None:
+    number, _, synthetic = case
+    if not synthetic:  # stdnum has no synthetic months: the reason for our own rule
+        assert _stdnum_personal(number)
+    assert classify_personal_number(number) is not None
+
+
+@settings(max_examples=500)
+@given(st.text("0123456789", min_size=11, max_size=11))
+def test_fast_personal_number_check_agrees_with_stdnum_on_any_11_digits(number: str) -> None:
+    ours = classify_personal_number(number)
+    if int(number[2:4]) <= 80:
+        assert (ours is not None) == _stdnum_personal(number)
+    assert is_kontonummer(number) == bool(stdnum_kontonr.is_valid(number))
+
+
+@settings(max_examples=500)
+@given(personal_numbers(), st.integers(0, 10), st.integers(0, 9))
+def test_fast_checks_agree_with_stdnum_near_valid_numbers(
+    case: tuple[str, str, bool], position: int, offset: int
+) -> None:
+    number = _substitute(case[0], position, offset)
+    if int(number[2:4]) <= 80:
+        assert (classify_personal_number(number) is not None) == _stdnum_personal(number)
+    assert is_kontonummer(number) == bool(stdnum_kontonr.is_valid(number))
+
+
+@settings(max_examples=500)
+@given(st.one_of(orgnrs(), st.text("0123456789", min_size=9, max_size=9)))
+def test_fast_orgnr_check_agrees_with_stdnum(number: str) -> None:
+    expected = number[0] in "8923" and bool(stdnum_orgnr.is_valid(number))
+    assert (classify_organisasjonsnummer(number) is not None) == expected
+
+
+@settings(max_examples=500)
+@given(st.one_of(cards(), _DIGIT_STRINGS))
+def test_fast_luhn_agrees_with_stdnum(number: str) -> None:
+    assert luhn_ok(number) == bool(stdnum_luhn.is_valid(number))
+
+
+@settings(max_examples=500)
+@given(
+    st.one_of(
+        norwegian_ibans(),
+        norwegian_ibans().map(lambda n: n[:-1] + str((int(n[-1]) + 3) % 10)),
+        st.text("0123456789", min_size=13, max_size=13).map(lambda s: "NO" + s),
+        st.text("0123456789", min_size=10, max_size=16).map(lambda s: "NO" + s),
+    )
+)
+def test_fast_iban_check_agrees_with_stdnum(number: str) -> None:
+    assert is_iban(number) == bool(stdnum_iban.is_valid(number))
+
+
+@given(st.text("0123456789", min_size=7, max_size=7))
+def test_postgiro_account_numbers_follow_stdnum(tail: str) -> None:
+    number = "0000" + tail
+    assert is_kontonummer(number) == bool(stdnum_kontonr.is_valid(number))
