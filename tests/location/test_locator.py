@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from policies.location import (
     GeoDatabaseError,
@@ -237,3 +239,34 @@ def test_a_database_corrupt_inside_is_a_clear_error_at_lookup(
         pytest.raises(GeoDatabaseError, match=r"lookup failed.*is corrupt"),
     ):
         locator.locate("127.0.0.1")
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=45) | st.ip_addresses().map(str))
+def test_any_text_is_either_located_as_an_address_or_refused_as_malformed(
+    geo_writer_module: Any, text: str
+) -> None:
+    import ipaddress
+
+    try:
+        canonical = ipaddress.ip_address(text)
+    except ValueError:
+        canonical = None
+    if canonical is not None and "%" not in text:
+        assert geo_writer_module.locate(text).address == text
+    else:
+        with pytest.raises(MalformedAddress):
+            geo_writer_module.locate(text)
+
+
+@pytest.fixture(scope="module")
+def geo_writer_module(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from policies.location import UInt32
+
+    folder = tmp_path_factory.mktemp("geo-module")
+    country = MmdbWriter(database_type="test-country")
+    country.insert_network("0.0.0.0/1", {"country_code": "NO"})
+    asn = MmdbWriter(database_type="test-ASN")
+    asn.insert_network("0.0.0.0/1", {"autonomous_system_number": UInt32(2119)})
+    with Locator.open(country.write(folder / "c.mmdb"), asn.write(folder / "a.mmdb")) as locator:
+        yield locator
