@@ -309,6 +309,26 @@ class EgressMatch(PolicyModel):
         default=None, description="Home jurisdiction of the network's owner (needs ASN data)."
     )
 
+    @field_validator("host")
+    @classmethod
+    def _host_is_a_name(cls, value: str | None) -> str | None:
+        if value is not None and any(ch in value for ch in "/:@ "):
+            raise ValueError(
+                f"{value!r} is not a host name: `host` takes a name such as kafka.fjord.no "
+                "or *.fjord.no; use `url` for a URL prefix and `cidr` for addresses"
+            )
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url_has_scheme(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value:
+            raise ValueError(
+                f"{value!r} is not a URL prefix: write it with its scheme, "
+                "e.g. https://api.example.no/v1/"
+            )
+        return value
+
     @field_validator("cidr")
     @classmethod
     def _valid_network(cls, value: str | None) -> str | None:
