@@ -350,7 +350,7 @@ class PolicyEngine:
                         )
                     found = detected.get(path)
                     if found and fp.scan is not None:
-                        decision, denied = _scanned(fp, found, reasons)
+                        decision, denied = _scanned(fp, fp.scan, found, reasons)
                         deny = deny or denied
                         fields.append(decision)
                         rule_ids.append(decision.rule_id)
@@ -456,16 +456,17 @@ class PolicyEngine:
         )
 
 
-def _scanned(fp: FieldPlan, found: Sequence[str], reasons: list[str]) -> tuple[FieldDecision, bool]:
+def _scanned(
+    fp: FieldPlan, scan: ScanRule, found: Sequence[str], reasons: list[str]
+) -> tuple[FieldDecision, bool]:
     """The decision for a scanned free-text field in which detectors found PII."""
-    assert fp.scan is not None
     types = tuple(sorted(set(found)))
-    counted = types if fp.scan.types is None else tuple(t for t in types if t in fp.scan.types)
+    counted = types if scan.types is None else tuple(t for t in types if t in scan.types)
     if not counted:
         return FieldDecision(fp.path, fp.pii_class, fp.action, fp.rule_id, types), False
     rule_id = fp.rule_id + ".scan"
-    if fp.scan.on_detected == "deny":
+    if scan.on_detected == "deny":
         reasons.append(f"field {fp.path!r}: detected {', '.join(counted)} and the policy denies it")
         return FieldDecision(fp.path, fp.pii_class, "drop", rule_id, types), True
-    reasons.append(f"field {fp.path!r}: detected {', '.join(counted)}; {fp.scan.on_detected}")
-    return FieldDecision(fp.path, fp.pii_class, fp.scan.on_detected, rule_id, types), False
+    reasons.append(f"field {fp.path!r}: detected {', '.join(counted)}; {scan.on_detected}")
+    return FieldDecision(fp.path, fp.pii_class, scan.on_detected, rule_id, types), False

@@ -116,7 +116,7 @@ def _unique(values: list[Any], what: str) -> None:
 class PolicyModel(BaseModel):
     """Base of every policy model: immutable, unknown keys rejected."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=False)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 # --- metadata ---------------------------------------------------------------
