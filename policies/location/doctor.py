@@ -10,7 +10,9 @@ placement:
   sinks: ["postgresql://db.example.no:5432/traffic"]
   state_dir: /var/lib/fjordgate/state
   min_free_space: 20gb
+  processor_config: processor.yaml            # the processor's Flink-style config
   processor: {taskmanager.memory.managed.size: 2gb, state.instances: 12}
+  site_networks: {10.20.0.0/16: "NO"}         # private ranges no GeoIP database knows
 ```
 """
 
@@ -98,8 +100,10 @@ def load_doctor_config(path: Path) -> DoctorConfig:
         for key in ("dir", "country_db", "asn_db", "owners"):
             geo[key] = _relative_to(base, geo.get(key))
     placement = document.get("placement")
-    if isinstance(placement, dict) and "state_dir" in placement:
-        placement["state_dir"] = _relative_to(base, placement["state_dir"])
+    if isinstance(placement, dict):
+        for key in ("state_dir", "processor_config"):
+            if key in placement:
+                placement[key] = _relative_to(base, placement[key])
     try:
         return DoctorConfig.model_validate(document)
     except ValidationError as error:

@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from policies.egress import Destination
 from policies.errors import InvalidDestination
@@ -57,11 +65,16 @@ MemorySize = Annotated[int, BeforeValidator(parse_memory_size), Field(ge=0)]
 
 
 class ProcessorMemory(BaseModel):
-    """The processor's RocksDB memory settings, under the names Flink uses for them."""
+    """The processor's RocksDB memory settings, under the names Flink uses for them.
+
+    Defaults are those of fjordgate's processor (processor/config.py): 64 MiB
+    write buffers, two per instance (RocksDB's max_write_buffer_number), and one
+    64 MiB block cache shared by every partition of the process.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
-    managed_memory: MemorySize = Field(alias="taskmanager.memory.managed.size")
+    managed_memory: MemorySize | None = Field(default=None, alias="taskmanager.memory.managed.size")
     writebuffer_size: MemorySize = Field(
         default=64 * 1024**2, alias="state.backend.rocksdb.writebuffer.size"
     )
@@ -69,14 +82,12 @@ class ProcessorMemory(BaseModel):
         default=2, alias="state.backend.rocksdb.writebuffer.count"
     )
     block_cache_size: MemorySize = Field(
-        default=8 * 1024**2, alias="state.backend.rocksdb.block.cache-size"
+        default=64 * 1024**2, alias="state.backend.rocksdb.block.cache-size"
     )
     write_buffer_ratio: Annotated[float, Field(gt=0, le=1)] = Field(
         default=0.5, alias="state.backend.rocksdb.memory.write-buffer-ratio"
     )
-    shared_block_cache: bool = Field(
-        default=False, alias="state.backend.rocksdb.block.cache-shared"
-    )
+    shared_block_cache: bool = Field(default=True, alias="state.backend.rocksdb.block.cache-shared")
     state_instances: Annotated[int, Field(ge=1)] = Field(
         default=1,
         alias="state.instances",
@@ -95,6 +106,11 @@ class PlacementConfig(BaseModel):
     state_dir: Path | None = None
     min_free_space: MemorySize = 1024**3
     processor: ProcessorMemory | None = None
+    processor_config: Path | None = Field(
+        default=None,
+        description="The processor's own config file (Flink-style flat YAML); its RocksDB "
+        "sizes are read from it, `processor` adds the memory budget and instance count.",
+    )
     site_networks: dict[str, str] = Field(
         default_factory=dict,
         description="This site's own networks (no GeoIP database knows private ranges) and "
@@ -535,12 +551,51 @@ def check_transparent_hugepages(config: PlacementConfig) -> CheckResult:
     return CheckResult(name, "pass", f"transparent huge pages: {mode}", facts=facts)
 
 
+def _processor_memory(config: PlacementConfig) -> ProcessorMemory | None:
+    if config.processor_config is None:
+        return config.processor
+    try:
+        raw = yaml.safe_load(config.processor_config.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise PlacementConfigError(
+            str(config.processor_config), f"cannot read the processor config: {error}"
+        ) from None
+    if not isinstance(raw, dict):
+        raise PlacementConfigError(str(config.processor_config), "expected a flat mapping")
+    known = {f.alias for f in ProcessorMemory.model_fields.values() if f.alias}
+    merged = {key: value for key, value in raw.items() if key in known}
+    if config.processor is not None:
+        merged.update(config.processor.model_dump(by_alias=True, exclude_unset=True))
+    try:
+        return ProcessorMemory.model_validate(merged)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        raise PlacementConfigError(str(config.processor_config), problems) from None
+
+
 def check_processor_memory(config: PlacementConfig) -> CheckResult:
     """RocksDB write buffers and block cache fit the processor's managed memory."""
     name = "processor.memory"
-    memory = config.processor
+    try:
+        memory = _processor_memory(config)
+    except PlacementConfigError as error:
+        return CheckResult(
+            name,
+            "fail",
+            str(error),
+            "give taskmanager.memory.managed.size under placement.processor",
+        )
     if memory is None:
         return CheckResult(name, "skip", "no processor memory settings configured")
+    if memory.managed_memory is None:
+        return CheckResult(
+            name,
+            "warn",
+            "no memory budget configured, so RocksDB's use cannot be checked",
+            "give taskmanager.memory.managed.size under placement.processor",
+        )
     mib = 1024**2
     instances = memory.state_instances
     buffers = memory.writebuffer_size * memory.writebuffer_count * instances

@@ -174,6 +174,7 @@ PROCESSOR = {
     "state.backend.rocksdb.writebuffer.count": 2,
     "state.backend.rocksdb.block.cache-size": "128mb",
     "state.instances": 2,
+    "state.backend.rocksdb.block.cache-shared": False,
 }
 
 
@@ -366,3 +367,33 @@ def test_mountinfo_lines_parse_back_to_what_the_kernel_escaped(point: str, fstyp
 def test_memory_sizes_scale_by_their_unit(number: int, unit: str) -> None:
     factor = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit[:1].lower()]
     assert parse_memory_size(f"{number}{unit}") == number * factor
+
+
+def test_rocksdb_sizes_are_read_from_the_processors_own_config_file(
+    machine: FakeMachine, tmp_path: Path
+) -> None:
+    processor_file = tmp_path / "processor.yaml"
+    processor_file.write_text(
+        "state.backend.rocksdb.localdir: /var/lib/fjordgate/state\n"
+        "state.backend.rocksdb.writebuffer.size: 256mb\n"
+        "state.backend.rocksdb.block.cache-size: 128mb\n"
+        "execution.checkpointing.interval: 10 s\n"
+    )
+
+    def check(budget: str) -> CheckResult:
+        settings = {"taskmanager.memory.managed.size": budget, "state.instances": 6}
+        config = machine.config(processor_config=processor_file, processor=settings)
+        return check_processor_memory(config)
+
+    # 6 instances × 2 × 256 MiB = 3 GiB of write buffers, plus one shared 128 MiB cache.
+    roomy, tight = check("8gb"), check("2gb")
+    assert roomy.status == "pass", roomy.detail
+    assert roomy.facts["write_buffers_bytes"] == 6 * 2 * 256 * 1024**2
+    assert roomy.facts["block_cache_bytes"] == 128 * 1024**2
+    assert tight.status == "fail"
+
+
+def test_processor_settings_without_a_budget_warn(machine: FakeMachine) -> None:
+    result = check_processor_memory(machine.config(processor={"state.instances": 2}))
+    assert result.status == "warn"
+    assert "taskmanager.memory.managed.size" in result.hint
