@@ -155,3 +155,16 @@ def test_geo_info_shows_build_date_and_age(tmp_path: Path, geo_writer: Any) -> N
     databases = json.loads(result.stdout)["databases"]
     assert [db["built"] for db in databases] == ["2026-01-01T00:00:00+00:00"] * 2
     assert all(db["age_days"] > 0 for db in databases)
+
+
+def test_the_shipped_example_doctor_config_is_valid() -> None:
+    from policies.location import load_doctor_config
+    from policies.location.owners import default_owners_path
+
+    example = default_owners_path().parent / "doctor.example.yaml"
+    config = load_doctor_config(example)
+    assert config.policy is not None and config.policy.name == "norway-strict.yaml"
+    assert config.placement.site_networks == {"10.20.0.0/16": "NO"}
+    assert config.placement.processor is not None
+    assert config.placement.processor.state_instances == 12
+    assert config.placement.min_free_space == 20 * 1024**3
