@@ -64,3 +64,25 @@ def test_the_cache_records_its_packages_and_build_dates(real_locator: Locator) -
     for db in info.databases:
         assert db.build_epoch > version_epoch("2.3.2024010100")  # type: ignore[operator]
         assert db.age_days() >= 0
+
+
+def test_the_norway_strict_pack_keeps_data_off_a_us_cloud_in_stockholm(
+    real_locator: Locator,
+) -> None:
+    from policies import load_policy_text
+    from policies.location import decide_egress
+    from policies.location.doctor import default_policy_path
+
+    # The shipped data is older than the pack's freshness limit allows; the limit is
+    # raised here so the rules themselves are what is tested.
+    text = default_policy_path().read_text(encoding="utf-8")
+    policy = load_policy_text(text.replace("max_age_days: 35", "max_age_days: 3650"))
+    aws_stockholm = decide_egress("13.48.0.1", policy, real_locator)
+    research_network = decide_egress("https://158.36.0.1/upload", policy, real_locator)
+    google_dns = decide_egress("8.8.8.8:53", policy, real_locator)
+    assert aws_stockholm.outcome == "deny"
+    assert aws_stockholm.rule_id == "jurisdiction.forbidden_provider_jurisdictions"
+    assert research_network.outcome == "allow"
+    assert research_network.rule_id == "strict.norway"
+    assert research_network.logged is True
+    assert google_dns.outcome == "deny"
