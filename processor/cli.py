@@ -19,7 +19,7 @@ from processor.errors import ProcessorError
 from processor.guard import PolicyGuard, RecordingGuard, StartGuard
 from processor.jobfile import load_job
 from processor.operators.fixed import decode_key
-from processor.runner import JobRunner, describe_metrics
+from processor.runner import describe_metrics, make_runner
 from processor.state.rocksdb import RocksDBStateBackend
 
 ConfigOpt = Annotated[
@@ -78,7 +78,7 @@ def _run(
     """Run a job: restore the latest checkpoint, then process until stopped (SIGTERM/Ctrl-C)."""
     try:
         job = load_job(job_file)
-        runner = JobRunner(
+        runner = make_runner(
             job, _config(config), guard=_guard(policy, geo_dir, audit_dir, audit_key)
         )
         stop = threading.Event()

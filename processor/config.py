@@ -76,6 +76,7 @@ class ProcessorConfig:
     checkpoints_dir: Path | None = None
     batch_size: int = 10_000
     state_cache_entries: int = 1_000_000
+    instance_id: str | None = None
     poll_timeout_ms: int = 100
     kafka: dict[str, str] = field(default_factory=dict)
 
@@ -141,5 +142,6 @@ _KEYS: dict[str, tuple[str, Any]] = {
     "state.checkpoints.dir": ("checkpoints_dir", _path),
     "fjordgate.processor.batch-size": ("batch_size", _int),
     "fjordgate.processor.state-cache-entries": ("state_cache_entries", _int),
+    "fjordgate.processor.instance-id": ("instance_id", lambda v, k: str(v)),
     "fjordgate.processor.poll-timeout": ("poll_timeout_ms", parse_duration_ms),
 }

@@ -138,7 +138,11 @@ def load_job(path: Path | str, *, env: Mapping[str, str] | None = None) -> Job:
                 f"unknown key '{key}'; expected one of {', '.join(sorted(known))}", raw, key
             )
     job = Job(str(r.get(raw, "job", str)))
-    job = job.source(_source(r, r.get(raw, "source", _Node)))
+    source_node = r.get(raw, "source", _Node)
+    job = job.source(_source(r, source_node))
+    kafka_node = source_node.get("kafka")
+    if isinstance(kafka_node, _Node) and "group" in kafka_node:
+        job = job.scale_out(str(r.get(kafka_node, "group", str)))
     marks = r.get(raw, "watermarks", _Node, required=False) or _Node(raw.line)
     job = job.watermarks(
         out_of_orderness_ms=r.duration(marks, "out_of_orderness") or 0,
@@ -169,7 +173,8 @@ def _source(r: _Reader, node: _Node) -> Source:
     if not isinstance(spec, _Node):
         raise r.fail(f"source.{kind} must be a mapping", node, kind)
     if kind == "kafka":
-        return KafkaSource(str(r.get(spec, "bootstrap")), str(r.get(spec, "topic")))
+        group = r.get(spec, "group", str, required=False)
+        return KafkaSource(str(r.get(spec, "bootstrap")), str(r.get(spec, "topic")), group_id=group)
     return LocalLogSource(Path(str(r.get(spec, "path"))), str(r.get(spec, "topic")))
 
 

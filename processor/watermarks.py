@@ -52,6 +52,16 @@ class WatermarkTracker:
         for p in partitions:
             self._parts.pop(p, None)
 
+    def rebase(self) -> None:
+        """Recompute the job watermark from the partitions owned now.
+
+        After a rebalance a newly assigned partition may be behind: the watermark
+        steps back to it, so its events are not judged late by other partitions'
+        progress. Windows already fired stay fired (operators keep that per partition).
+        """
+        active = [self.partition_watermark(p) for p, c in self._parts.items() if not c.idle]
+        self.watermark = min(active) if active else MIN_WATERMARK
+
     def partitions(self) -> list[int]:
         return sorted(self._parts)
 

@@ -53,6 +53,12 @@ class KafkaSource(Source):
         self._consumer: Consumer | None = None
         self._assigned: list[int] = []
 
+    def configure(self, settings: Mapping[str, str]) -> None:
+        """Extra librdkafka consumer settings (the config file's `kafka.*` keys), before start."""
+        if self._consumer is not None:
+            raise ProcessorError("configure the Kafka source before it connects")
+        self._conf.update(settings)
+
     def _client(self) -> Consumer:
         if self._consumer is None:
             self._consumer = Consumer(self._conf)
