@@ -21,9 +21,10 @@ from processor.errors import (
 )
 from processor.guard import PolicyGuard, RecordingGuard, StartGuard
 from processor.job import Job
+from processor.jobfile import load_job
 from processor.locallog import LocalLog, LocalLogReader, LogPosition, LogRecord, TailRecovery
 from processor.operators.base import LateEvent, WindowResult
-from processor.runner import JobMetrics, JobRunner, run_job
+from processor.runner import JobMetrics, JobRunner, make_runner, run_job
 from processor.sideoutput import FileSideOutput, KafkaSideOutput, LocalLogSideOutput, SideOutput
 from processor.sinks import JsonlSink, KafkaSink, PostgresSink, ResultColumns, Sink, SqliteSink
 from processor.sources import KafkaSource, LocalLogSource, PartitionBatch, Source
@@ -86,5 +87,7 @@ __all__ = [
     "WatermarkTracker",
     "Window",
     "WindowResult",
+    "load_job",
+    "make_runner",
     "run_job",
 ]
