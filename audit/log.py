@@ -67,6 +67,13 @@ class _Replay:
     frontier: MerkleFrontier = field(default_factory=MerkleFrontier)
 
 
+def _note(level: str, event: str, **fields: object) -> None:
+    """Log an event; a broken log sink must never stop the writer thread (that would leave
+    appenders waiting), so its errors are swallowed here."""
+    with contextlib.suppress(Exception):
+        getattr(_log, level)(event, **fields)
+
+
 def _check_record(record: Mapping[str, Any]) -> None:
     if not isinstance(record, Mapping):
         raise RecordRejected(f"an audit record must be a mapping, not {type(record).__name__}")
@@ -229,7 +236,8 @@ class AuditLog:
                     torn.truncate(offset)
                     torn.flush()
                     os.fsync(torn.fileno())
-                _log.warning(
+                _note(
+                    "warning",
                     "audit.torn_tail_cut",
                     segment=path.name,
                     offset=offset,
@@ -393,7 +401,6 @@ class AuditLog:
                 elif self._tree_head_due():
                     self._write(self._tree_head_line("interval"))
             except BaseException as exc:  # fail closed: no append succeeds after an I/O error
-                _log.error("audit.writer_failed", error=repr(exc))
                 with self._cond:
                     self._failed = exc
                     pending = list(self._queue)
@@ -402,6 +409,7 @@ class AuditLog:
                 for waiting in ([batch] if batch is not None else []) + pending:
                     waiting.error = exc
                     waiting.done.set()
+                _note("error", "audit.writer_failed", error=repr(exc))
                 return
 
     def _next_batch(self) -> _Batch | None:
@@ -528,7 +536,9 @@ class AuditLog:
         # The old key endorses the rotation: its tree head covers the rotation record.
         self._commit_records([record], reason="key_rotation", force_tree_head=True)
         self._key = new_key
-        _log.info("audit.key_rotated", old_key_id=record["old_key_id"], new_key_id=new_key.key_id)
+        _note(
+            "info", "audit.key_rotated", old_key_id=record["old_key_id"], new_key_id=new_key.key_id
+        )
 
     def _finish(self) -> None:
         if self._frontier.size > self._covered:

@@ -220,3 +220,19 @@ def test_rotate_key_is_recorded_and_endorsed_by_the_old_key(
     handover = all_entries[index + 1]
     assert handover["type"] == "tree_head" and handover["key_id"] == signing_key.key_id
     assert all_entries[-1]["key_id"] == new_key.key_id
+
+
+def test_write_error_fails_closed_and_wakes_every_appender(
+    log_dir: Path, signing_key: SigningKey
+) -> None:
+    log = AuditLog.open(log_dir, signing_key)
+    log.append({"type": "decision"})
+    os.close(log._segment_fd)  # the disk goes away under the writer
+    with pytest.raises(LogClosed, match="writer failed"):
+        log.append({"type": "decision"})
+    with pytest.raises(LogClosed):
+        log.append({"type": "decision"})
+    log._segment_fd = -1
+    log.close()
+    # Nothing acknowledged is missing: the one record that returned is on disk.
+    assert [r["seq"] for r in records(log_dir)] == [0, 1]
