@@ -7,7 +7,6 @@ resolved to every A and AAAA address.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import re
 import socket
@@ -205,10 +204,17 @@ class Locator:
         self.owners = owners
         self.country_info = country_info
         self.asn_info = asn_info
+        # Two generations instead of an LRU list: lookups go to the young one, a
+        # hit in the old one is promoted, and when the young one is full it becomes
+        # the old one. O(1) for every operation; evicting the oldest entry of one
+        # big dict instead costs a scan over its deleted slots (measured: 80 µs
+        # per lookup at 65,536 entries).
         self._cache: dict[str, Location] = {}
+        self._old_cache: dict[str, Location] = {}
         self._asn_facts: dict[tuple[Any, Any], _AsFacts] = {}
         self._derived: dict[str, Locator] = {}
         self._cache_size = cache_size
+        self._generation_size = max(1, cache_size // 2)
         self._resolve_ttl = resolve_ttl
         self._resolver: Resolver = resolver or _system_resolver
         self._resolved: dict[str, tuple[float, tuple[str, ...]]] = {}
@@ -287,6 +293,10 @@ class Locator:
         cached = self._cache.get(address)
         if cached is not None:
             return cached
+        cached = self._old_cache.get(address)
+        if cached is not None:
+            self._remember(address, cached)
+            return cached
         try:
             # Checked strictly first (inet_pton: no "127.1", "1.2.3" or "0x7f.0.0.1",
             # which maxminddb would take for addresses); the string itself is what
@@ -314,13 +324,15 @@ class Locator:
         if country_record:
             country = country_record.get("country_code") or _country_of(country_record)
         location = _new_location(Location, (address, country, *facts))
-        cache = self._cache
-        if len(cache) >= self._cache_size:
-            # Evict the oldest entry: dicts keep insertion order.
-            with self._lock, contextlib.suppress(StopIteration, KeyError, RuntimeError):
-                del cache[next(iter(cache))]
-        cache[address] = location
+        self._remember(address, location)
         return location
+
+    def _remember(self, address: str, location: Location) -> None:
+        if len(self._cache) >= self._generation_size:
+            with self._lock:
+                self._old_cache = self._cache
+                self._cache = {}
+        self._cache[address] = location
 
     def _owner_facts(self, key: tuple[Any, Any]) -> _AsFacts:
         """(asn, owner, jurisdiction, organisation) of an AS record, remembered per AS."""
