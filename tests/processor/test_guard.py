@@ -99,7 +99,9 @@ def test_a_sink_in_a_us_cloud_region_is_refused_before_any_event_is_read(tmp_pat
     with AuditLog.open(audit_dir, SigningKey.generate()) as audit_log:
         guard = PolicyGuard(policy(), locator, audit_log)
         sink = PostgresSink("postgresql://fjordgate@127.0.0.1:5999/results", "max_speed")
-        with pytest.raises(EgressDenied, match=re.escape("sink destination postgresql://127.0.0.1:5999")):
+        with pytest.raises(
+            EgressDenied, match=re.escape("sink destination postgresql://127.0.0.1:5999")
+        ):
             run_job(job_with(tmp_path, sink), ProcessorConfig(localdir=tmp_path / "s"), guard=guard)
     egress = [r for r in audit_records(audit_dir) if r["type"] == "egress"]
     assert [(r["role"], r["outcome"]) for r in egress] == [("sink", "deny")]
