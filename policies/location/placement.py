@@ -308,14 +308,35 @@ def kafka_brokers(
 
 
 def tcp_rtt_ms(host: str, port: int, probes: int, timeout_s: float) -> float:
-    """The fastest of `probes` TCP connects to host:port, in milliseconds (a handshake is 1 RTT)."""
-    best = float("inf")
-    for _ in range(probes):
-        started = time.perf_counter()
-        with socket.create_connection((host, port), timeout=timeout_s):
-            elapsed = (time.perf_counter() - started) * 1000.0
-        best = min(best, elapsed)
-    return best
+    """The round-trip time to host:port in ms: the fastest of `probes` TCP handshakes.
+
+    The name is resolved before the clock starts (a handshake is one round trip;
+    a DNS lookup is not part of it). With several addresses, the slowest that
+    answers counts, since a client may be sent to any of them; an address that
+    refuses is skipped, as clients skip it, unless none answers.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise OSError(f"cannot resolve {host}: {error.strerror or error}") from None
+    worst: float | None = None
+    last_error: OSError | None = None
+    for family, kind, proto, _name, sockaddr in sorted(set(infos)):
+        best = float("inf")
+        try:
+            for _ in range(probes):
+                with socket.socket(family, kind, proto) as sock:
+                    sock.settimeout(timeout_s)
+                    started = time.perf_counter()
+                    sock.connect(sockaddr)
+                    best = min(best, (time.perf_counter() - started) * 1000.0)
+        except OSError as error:
+            last_error = error
+            continue
+        worst = best if worst is None else max(worst, best)
+    if worst is None:
+        raise last_error or OSError(f"{host} has no address")
+    return worst
 
 
 def _rtt_check(brokers: list[Endpoint], policy: Policy, config: PlacementConfig) -> CheckResult:

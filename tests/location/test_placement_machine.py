@@ -398,3 +398,32 @@ def test_processor_settings_without_a_budget_warn(machine: FakeMachine) -> None:
     result = check_processor_memory(machine.config(processor={"state.instances": 2}))
     assert result.status == "warn"
     assert "taskmanager.memory.managed.size" in result.hint
+
+
+def test_round_trip_time_is_measured_to_an_address_that_answers(
+    listener: tuple[str, int],
+) -> None:
+    from policies.location.placement import tcp_rtt_ms
+
+    host, port = listener
+    # "localhost" may also name ::1, where nothing listens: that address is skipped.
+    assert tcp_rtt_ms("localhost", port, probes=3, timeout_s=5.0) > 0
+    assert tcp_rtt_ms(host, port, probes=1, timeout_s=5.0) > 0
+
+
+def test_round_trip_to_a_closed_port_fails_the_check(
+    loopback_in_norway: Any, policy_factory: Any, machine: FakeMachine
+) -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    with loopback_in_norway.open() as locator:
+        results = run_placement_checks(
+            machine.config(kafka_bootstrap="127.0.0.1:1"),
+            policy_factory(),
+            locator,
+            list_brokers=_brokers_at("127.0.0.1", closed),
+        )
+    rtt = next(r for r in results if r.name == "kafka.rtt")
+    assert rtt.status == "fail"
+    assert "cannot connect" in rtt.detail
