@@ -302,10 +302,15 @@ class Locator:
             # which maxminddb would take for addresses); the string itself is what
             # the readers look up fastest.
             inet_pton(AF_INET6 if ":" in address else AF_INET, address)
-            country_record = self._country.get(address)
-            asn_record = self._asn.get(address)
         except (OSError, ValueError) as error:
             raise MalformedAddress(address, str(error)) from None
+        try:
+            country_record = self._country.get(address)
+            asn_record = self._asn.get(address)
+        except ValueError:
+            # An IPv6 address asked of an IPv4-only database: it knows nothing of it.
+            country_record = self._get_or_none(self._country, address)
+            asn_record = self._get_or_none(self._asn, address)
         except InvalidDatabaseError as error:
             raise GeoDatabaseError(
                 self.country_info.path,
@@ -333,6 +338,13 @@ class Locator:
                 self._old_cache = self._cache
                 self._cache = {}
         self._cache[address] = location
+
+    @staticmethod
+    def _get_or_none(reader: Any, address: str) -> Any:
+        try:
+            return reader.get(address)
+        except ValueError:
+            return None
 
     def _owner_facts(self, key: tuple[Any, Any]) -> _AsFacts:
         """(asn, owner, jurisdiction, organisation) of an AS record, remembered per AS."""

@@ -270,3 +270,18 @@ def geo_writer_module(tmp_path_factory: pytest.TempPathFactory) -> Any:
     asn.insert_network("0.0.0.0/1", {"autonomous_system_number": UInt32(2119)})
     with Locator.open(country.write(folder / "c.mmdb"), asn.write(folder / "a.mmdb")) as locator:
         yield locator
+
+
+def test_an_ipv6_address_asked_of_an_ipv4_only_database_is_unknown_not_malformed(
+    tmp_path: Path,
+) -> None:
+    from policies.location import UInt32
+
+    country = MmdbWriter(database_type="test-country", ip_version=4)
+    country.insert_network("192.0.2.0/24", {"country_code": "NO"})
+    asn = MmdbWriter(database_type="test-ASN", ip_version=4)
+    asn.insert_network("192.0.2.0/24", {"autonomous_system_number": UInt32(2119)})
+    paths = country.write(tmp_path / "c.mmdb"), asn.write(tmp_path / "a.mmdb")
+    with Locator.open(*paths) as locator:
+        assert locator.locate("192.0.2.1").country == "NO"
+        assert locator.locate("2001:db8::1").country is None
