@@ -479,6 +479,59 @@ class LocalLogReader:
         self._next[partition] += count
         return out
 
+    def _read_values(self, partition: int, limit: int) -> list[bytes]:
+        """Like `_read_partition` but only the values: no record objects in the hot path."""
+        part = self._parts[partition]
+        with part.sync_cond:
+            end = part.synced
+        pos = self._pos[partition]
+        if pos >= end or limit <= 0:
+            return []
+        data = os.pread(self._fds[partition], min(end - pos, _READ_CHUNK), pos)
+        out: list[bytes] = []
+        rel = 0
+        size = len(data)
+        frame_unpack = _FRAME.unpack_from
+        head_unpack = _BODY_HEAD.unpack_from
+        while len(out) < limit and rel + _FRAME_SIZE <= size:
+            length, _crc = frame_unpack(data, rel)
+            stop = rel + _FRAME_SIZE + length
+            if stop > size:
+                if rel:
+                    break
+                data = os.pread(self._fds[partition], _FRAME_SIZE + length, pos)
+                size = stop = _FRAME_SIZE + length
+            klen = head_unpack(data, rel + _FRAME_SIZE)[2]
+            out.append(data[rel + _FRAME_SIZE + _BODY_HEAD_SIZE + max(klen, 0) : stop])
+            rel = stop
+        self._pos[partition] = pos + rel
+        self._next[partition] += len(out)
+        return out
+
+    def poll_values(
+        self, max_records: int = 10_000, timeout_s: float = 0.0
+    ) -> list[tuple[int, int, list[bytes]]]:
+        """Like `poll`, as (partition, first offset, values) runs: the processor's fast path."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            out: list[tuple[int, int, list[bytes]]] = []
+            taken = 0
+            partitions = self.assignment()
+            for i in range(len(partitions)):
+                p = partitions[(self._turn + i) % len(partitions)]
+                first = self._next[p]
+                values = self._read_values(p, max_records - taken)
+                if values:
+                    out.append((p, first, values))
+                    taken += len(values)
+                if taken >= max_records:
+                    break
+            self._turn += 1
+            remaining = deadline - time.monotonic()
+            if out or remaining <= 0:
+                return out
+            self._wait_for_data(min(remaining, 0.05))
+
     def poll(self, max_records: int = 10_000, timeout_s: float = 0.0) -> list[LogRecord]:
         """Up to `max_records` durable records across partitions; waits up to `timeout_s`."""
         deadline = time.monotonic() + timeout_s

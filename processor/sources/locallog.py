@@ -26,22 +26,13 @@ class LocalLogSource(Source):
 
     def poll(self, max_records: int, timeout_s: float) -> list[PartitionBatch]:
         assert self._reader is not None, "open() the source before polling"
-        records = self._reader.poll(max_records=max_records, timeout_s=timeout_s)
-        out: list[PartitionBatch] = []
-        current: list[bytes] = []
-        part = -1
-        first = 0
-        last = 0
-        for r in records:
-            if r.partition != part:
-                if current:
-                    out.append(PartitionBatch(part, first, last + 1, current))
-                part, first, current = r.partition, r.offset, []
-            current.append(r.value)
-            last = r.offset
-        if current:
-            out.append(PartitionBatch(part, first, last + 1, current))
-        return out
+        return [
+            PartitionBatch(p, first, first + len(values), values)
+            for p, first, values in self._reader.poll_values(max_records, timeout_s)
+        ]
+
+    def positions(self) -> dict[int, int]:
+        return self._reader.positions() if self._reader is not None else {}
 
     def end_offsets(self) -> dict[int, int]:
         return {p: self.log.end_offset(self.topic, p) for p in self.partitions()}

@@ -177,3 +177,12 @@ def test_reader_waits_for_an_append_from_another_thread(tmp_path: Path) -> None:
                 got = [r.value for r in reader.poll(timeout_s=1.0)]
             timer.join()
         assert got == [b"late"]
+
+
+def test_values_poll_returns_runs_per_partition_with_their_first_offsets(tmp_path: Path) -> None:
+    with LocalLog.open(tmp_path, partitions=2) as log:
+        log.append_many("t", [(None, b"a"), (None, b"b"), (None, b"c")], partition=1)
+        log.append("t", b"z", partition=0, key=b"k")
+        with log.reader("t", start={1: 1}) as reader:
+            runs = reader.poll_values(max_records=10)
+        assert sorted(runs) == [(0, 0, [b"z"]), (1, 1, [b"b", b"c"])]
