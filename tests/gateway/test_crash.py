@@ -109,3 +109,78 @@ def test_kill_9_under_load_loses_no_acknowledged_event_and_doubles_none(
     assert missing == [] and doubled == []
     audited = audited_event_ids(tmp_path / "audit")
     assert [event_id for event_id in acked if audited[event_id] == 0] == []
+
+
+def _local_log_ids(directory: Path) -> Counter[str]:
+    import orjson
+
+    from processor import LocalLog
+
+    ids: Counter[str] = Counter()
+    with LocalLog.open(directory / "log") as log:
+        for partition in range(log.partition_count("norway-traffic.tagged")):
+            with log.reader("norway-traffic.tagged", [partition]) as reader:
+                for record in reader.poll(10_000_000):
+                    ids[orjson.loads(record.value)["event_id"]] += 1
+    return ids
+
+
+class EmbeddedGateway(ServedGateway):
+    def __init__(self, directory: Path, port: int, digest: str) -> None:
+        super().__init__(directory / "unused.yaml", port, directory / "gateway.log")
+        self.directory = directory
+        self.digest = digest
+
+    def start(self) -> None:
+        import subprocess
+        import sys
+
+        root = Path(__file__).resolve().parents[2]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tests.gateway.embedded_server", str(self.directory),
+                 str(self.port), self.digest],
+                stdout=log,
+                stderr=log,
+                cwd=root,
+            )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_embedded_gateway_keeps_every_acknowledged_event_in_the_local_log(
+    tmp_path: Path,
+) -> None:
+    from gateway.auth import hash_api_key, new_api_key
+    from tests.gateway.kafka_support import free_port
+
+    key = new_api_key()
+    served = EmbeddedGateway(tmp_path, free_port(), hash_api_key(key))
+    load = Load(key, seed=41)
+    rng = random.Random(41)
+    for _ in range(CYCLES):
+        served.start()
+        served.wait_ready()
+        load.stop.clear()
+        worker = threading.Thread(target=load.run, args=(served.url,))
+        worker.start()
+        acked_before = len(load.acked)
+        while len(load.acked) < acked_before + BATCH * rng.randint(2, 6):
+            time.sleep(0.01)
+        time.sleep(rng.random() * 0.2)
+        served.kill()
+        load.stop.set()
+        worker.join()
+    served.start()
+    served.wait_ready()
+    load.stop.clear()
+    load.finish.set()
+    load.run(served.url)
+    served.terminate()
+
+    published = _local_log_ids(tmp_path)
+    acked = set(load.acked)
+    assert len(acked) >= CYCLES * BATCH * 2
+    assert [event_id for event_id in acked if published[event_id] == 0] == []
+    assert [event_id for event_id, n in published.items() if n > 1] == []
+    audited = audited_event_ids(tmp_path / "audit")
+    assert [event_id for event_id in acked if audited[event_id] == 0] == []
