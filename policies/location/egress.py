@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from policies.egress import Destination, EgressVerdict, evaluate_egress
 from policies.errors import InvalidDestination
-from policies.location.errors import LocationError, MalformedAddress, UnresolvableHost
+from policies.location.errors import MalformedAddress, UnresolvableHost
 from policies.location.locator import Location, Locator
 from policies.models import LegalBasis, Policy
 
@@ -126,10 +126,10 @@ def decide_egress(destination: str, policy: Policy, locator: Locator) -> EgressD
     try:
         addresses = locator.resolve(parsed.host)
         locations = tuple(locator.locate(address) for address in addresses)
-    except (UnresolvableHost, MalformedAddress) as error:
+    except MalformedAddress as error:
+        return fail_closed(RULE_INVALID, f"egress to {text}: {error}", text=text)
+    except UnresolvableHost as error:
         return fail_closed(RULE_UNRESOLVABLE, f"egress to {text}: {error}", text=text)
-    except LocationError:
-        raise
 
     verdict: EgressVerdict = evaluate_egress(policy, text, locations)
     facts = f"located: {_facts(locations)}"

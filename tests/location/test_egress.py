@@ -198,3 +198,11 @@ def test_an_invalid_destination_is_denied_with_the_reason(
     assert decision.outcome == "deny"
     assert decision.rule_id == "location.invalid_destination"
     assert "invalid port" in decision.reasons[0]
+
+
+def test_a_numeric_host_that_is_no_address_is_an_invalid_destination(
+    locator: Any, policy_factory: Any
+) -> None:
+    decision = decide_egress("https://300.1.2.3/upload", policy_factory(), locator)
+    assert decision.outcome == "deny"
+    assert decision.rule_id == "location.invalid_destination"
