@@ -239,3 +239,41 @@ def test_json_string_values_are_scanned_at_any_depth_with_dotted_paths() -> None
         ("kunde.kontakt.1.epost", "email"),
         ("notat", "fodselsnummer"),
     ]
+
+
+# -- bad input at the API --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1" * 1_000_000,
+        "a@" * 500_000,
+        "AB1" * 330_000,
+        "1:" * 500_000,
+        "\x00" * 1_000_000,
+        "x@" + "a." * 400_000 + "no",
+    ],
+    ids=["digits", "at-signs", "plate-like", "colons", "nul", "long-domain"],
+)
+def test_megabyte_adversarial_texts_are_scanned_without_findings(text: str) -> None:
+    """Every branch is bounded and starts only at the beginning of a run: linear scans."""
+    assert Detector().scan(text) == []
+
+
+def test_identifiers_in_a_megabyte_text_are_all_found() -> None:
+    text = f"fnr {FNR}, " * 60_000
+    findings = Detector().scan(text)
+    assert len(findings) == 60_000
+    assert all(f.type == "fodselsnummer" for f in findings)
+
+
+def test_json_deeper_than_the_limit_is_a_clear_error_not_a_crash() -> None:
+    from gateway.pii import ScanLimitError
+
+    doc: object = FNR
+    for _ in range(10_000):
+        doc = {"a": doc}
+    with pytest.raises(ScanLimitError, match=r"deeper than 512 levels at a\.a\.a"):
+        Detector().scan_json(doc)
+    assert len(Detector(max_json_depth=20_000).scan_json(doc)) == 1
