@@ -76,7 +76,7 @@ def doctor(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
-    """Run every placement check; exit non-zero when one fails."""
+    """Run every placement check: exit 1 when one fails, 2 when the configuration is wrong."""
     try:
         config = load_doctor_config(config_file) if config_file else DoctorConfig()
         report = run_doctor(config)
