@@ -85,6 +85,32 @@ def _owner_from(entry: Any, source: str, index: int) -> NetworkOwner:
     )
 
 
+def _literal_initial(pattern: str) -> str | None:
+    """The character every match must start with, when the pattern says so plainly.
+
+    That is `^` then a letter or digit that no quantifier makes optional, with
+    no `|` outside parentheses (`^a|b` also matches a `b` anywhere).
+    """
+    if not (pattern.startswith("^") and pattern[1:2].isalnum()):
+        return None
+    if pattern[2:3] in ("?", "*", "{"):
+        return None
+    depth = 0
+    escaped = False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            return None
+    return pattern[1].lower()
+
+
 class OwnerTable:
     """Finds the owner of an autonomous system: by AS number first, then by organisation name.
 
@@ -110,8 +136,9 @@ class OwnerTable:
         by_initial: dict[str, list[str]] = {}
         general: list[str] = []
         for pattern in patterns:
-            if pattern.startswith("^") and pattern[1:2].isalnum():
-                by_initial.setdefault(pattern[1].lower(), []).append(pattern[1:])
+            initial = _literal_initial(pattern)
+            if initial is not None:
+                by_initial.setdefault(initial, []).append(pattern[1:])
             else:
                 general.append(pattern)
         self._by_initial = {

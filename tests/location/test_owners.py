@@ -119,3 +119,20 @@ def test_invalid_owner_entries_are_clear_errors(
 def test_a_missing_data_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(JurisdictionDataError, match="file not found"):
         OwnerTable.load(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "organisation"),
+    [
+        ("^a|fjord", "Vest fjord nett"),  # top-level alternation: the second part floats
+        ("^x?fjord", "fjordnett"),  # an optional first letter
+        ("^(fjord|vik)nett", "viknett AS"),
+        ("\\bfjord\\b", "Nett i fjord AS"),
+    ],
+)
+def test_owner_patterns_of_any_shape_match_as_written(pattern: str, organisation: str) -> None:
+    table = OwnerTable.from_entries(
+        [{"name": "Fjord", "jurisdiction": "NO", "org_patterns": [pattern]}], "test"
+    )
+    found = table.owner_of(4200000010, organisation)
+    assert found is not None and found.name == "Fjord"
