@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from policies.location import JurisdictionDataError, NetworkOwner, OwnerTable, default_owners_path
 
@@ -136,3 +138,40 @@ def test_owner_patterns_of_any_shape_match_as_written(pattern: str, organisation
     )
     found = table.owner_of(4200000010, organisation)
     assert found is not None and found.name == "Fjord"
+
+
+words = st.text(alphabet="abfjo", min_size=1, max_size=3)
+# Patterns of the shapes the data uses and users may write: anchored or not, with
+# top-level alternation, an optional first letter, a group.
+patterns = st.one_of(
+    st.builds(lambda w: "^" + w, words),
+    st.builds(lambda w: w, words),
+    st.builds(lambda a, b: f"^{a}|{b}", words, words),
+    st.builds(lambda a, b: f"^{a}?{b}", words, words),
+    st.builds(lambda a, b: f"^({a}|{b})", words, words),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    owner_patterns=st.lists(st.lists(patterns, min_size=1, max_size=2), min_size=1, max_size=4),
+    organisation=st.text(alphabet="abfjoAB ", max_size=8),
+)
+def test_owner_lookup_by_name_agrees_with_trying_every_owner_in_order(
+    owner_patterns: list[list[str]], organisation: str
+) -> None:
+    entries = [
+        {"name": f"owner{i}", "jurisdiction": "NO", "org_patterns": pats}
+        for i, pats in enumerate(owner_patterns)
+    ]
+    table = OwnerTable.from_entries(entries, "generated")
+    expected = next(
+        (
+            f"owner{i}"
+            for i, pats in enumerate(owner_patterns)
+            if any(re.search(p, organisation, re.IGNORECASE) for p in pats)
+        ),
+        None,
+    )
+    found = table.owner_of(None, organisation)
+    assert (found.name if found else None) == expected
