@@ -374,6 +374,64 @@ def subject(
         raise typer.Exit(1)
 
 
+@app.command("export")
+def export(
+    directory: Annotated[
+        Path, typer.Argument(help="A log directory, or one holding instance logs.")
+    ],
+    output_format: Annotated[
+        str, typer.Option("--format", help="html, json, csv or bundle (.tar.gz or a directory).")
+    ],
+    out: Annotated[Path, typer.Option("-o", "--output", help="Where to write the report.")],
+    period_from: Annotated[
+        str | None, typer.Option("--from", help="Start of the period (RFC 3339 or a date), UTC.")
+    ] = None,
+    period_to: Annotated[
+        str | None, typer.Option("--to", help="End of the period (exclusive), UTC.")
+    ] = None,
+    public_key: PublicKeyOption = None,
+) -> None:
+    """The report for the DPO and the auditor: verification status first, then totals by
+    decision, stream, rule and destination, denied egress, placement, policies, key rotations
+    and decisions over time. Exit 1 when the log does not verify (the report is still written)."""
+    from audit.canonical import parse_timestamp
+    from audit.export import FORMATS, write_bundle, write_csv, write_html, write_json
+    from audit.report import build_report
+
+    if output_format not in FORMATS:
+        raise _fail(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}")
+    try:
+        start = parse_timestamp(period_from) if period_from else None
+        end = parse_timestamp(period_to) if period_to else None
+    except ValueError as exc:
+        raise _fail(f"--from/--to: {exc}; use e.g. 2026-11-01 or 2026-11-01T12:00:00Z") from exc
+    if not instance_logs(directory):
+        raise _fail(
+            f"{directory}: no audit log here (no segment files, nor subdirectories holding them)"
+        )
+    try:
+        keys = _keys(public_key)
+    except AuditError as exc:
+        raise _fail(str(exc)) from exc
+    with log_progress(directory, "reading and verifying") as progress:
+        report = build_report(directory, keys, period_from=start, period_to=end, progress=progress)
+    writers = {"html": write_html, "json": write_json, "csv": write_csv}
+    if output_format == "bundle":
+        write_bundle(report, directory, out)
+    else:
+        writers[output_format](report, out)
+    status = "verified intact" if report.intact else "VERIFICATION FAILED"
+    typer.echo(
+        f"{output_format} report written to {out}: {report.records_in_period:,} records "
+        f"in the period, {len(report.instances)} instance log(s), {status}"
+    )
+    if not report.intact:
+        for instance in report.instances:
+            if instance.problem:
+                typer.echo(f"  {instance.name}: {instance.problem}", err=True)
+        raise typer.Exit(1)
+
+
 def _emit(document: object, out: Path | None) -> None:
     text = orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
     if out is None:

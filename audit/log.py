@@ -12,6 +12,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ from audit.tree_head import TREE_HEAD_TYPE, SignedTreeHead
 FORMAT = "fjordgate-audit/1"
 GENESIS_PREV = "0" * 64
 RESERVED_FIELDS = frozenset({"seq", "ts", "prev"})
+LOG_CREATED = "log_created"
+SIGNING_KEY_ROTATION = "signing_key_rotation"
+RESERVED_TYPES = frozenset({TREE_HEAD_TYPE, LOG_CREATED, SIGNING_KEY_ROTATION})
 
 _log = structlog.get_logger(__name__)
 
@@ -67,6 +71,10 @@ class _Replay:
     frontier: MerkleFrontier = field(default_factory=MerkleFrontier)
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 def _note(level: str, event: str, **fields: object) -> None:
     """Log an event; a broken log sink must never stop the writer thread (that would leave
     appenders waiting), so its errors are swallowed here."""
@@ -80,8 +88,10 @@ def _check_record(record: Mapping[str, Any]) -> None:
     kind = record.get("type")
     if not isinstance(kind, str) or not kind:
         raise RecordRejected("an audit record needs a non-empty string field 'type'")
-    if kind == TREE_HEAD_TYPE:
-        raise RecordRejected("record type 'tree_head' is reserved for the log's own tree heads")
+    if kind in RESERVED_TYPES:
+        raise RecordRejected(
+            f"record type {kind!r} is reserved for the entries the log writes itself"
+        )
     clash = RESERVED_FIELDS.intersection(record)
     if clash:
         raise RecordRejected(
@@ -109,6 +119,7 @@ class AuditLog:
         tree_head_ms: float,
         segment_max_bytes: int,
         segment_max_age_s: float,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -122,6 +133,7 @@ class AuditLog:
         self._tree_head_interval = max(0.001, tree_head_ms / 1000.0)
         self._segment_max_bytes = segment_max_bytes
         self._segment_max_age = segment_max_age_s
+        self._clock = clock or _now
 
         self._cond = threading.Condition()
         self._queue: deque[_Batch] = deque()
@@ -158,12 +170,15 @@ class AuditLog:
         segment_max_bytes: int = 64 * 1024 * 1024,
         segment_max_age_s: float = 24 * 3600.0,
         previous_key: SigningKey | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> AuditLog:
         """Open (or create) the log in `directory` for appending.
 
         A torn tail (a partial last entry after a crash) is cut back and a `recovery` record
         says so. When the log's tree heads are signed by `previous_key`, the log rotates to
         `signing_key` and records the rotation; any other key mismatch is refused.
+        `clock` gives the time stamped on records and tree heads (default: the system clock in
+        UTC); tests use it to spread records over time.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -176,6 +191,7 @@ class AuditLog:
             tree_head_ms=tree_head_ms,
             segment_max_bytes=segment_max_bytes,
             segment_max_age_s=segment_max_age_s,
+            clock=clock,
         )
         log._lock()
         try:
@@ -458,7 +474,7 @@ class AuditLog:
             or time.time() - self._segment_started >= self._segment_max_age
         ):
             self._seal_segment()
-        ts = utc_timestamp()
+        ts = utc_timestamp(self._clock())
         out = bytearray()
         results: list[AuditReceipt | AuditError] = []
         frontier = self._frontier
@@ -501,7 +517,7 @@ class AuditLog:
             log_id=self._log_id,
             tree_size=self._frontier.size,
             root_hash=self._frontier.root(),
-            timestamp=utc_timestamp(),
+            timestamp=utc_timestamp(self._clock()),
             reason=reason,
             segment=self._segment_index,
         )
@@ -528,7 +544,7 @@ class AuditLog:
 
     def _rotate_key_now(self, new_key: SigningKey) -> None:
         record = {
-            "type": "key_rotation",
+            "type": SIGNING_KEY_ROTATION,
             "old_key_id": self._key.key_id,
             "new_key_id": new_key.key_id,
             "new_public_key": new_key.public_key.base64,
@@ -645,7 +661,7 @@ def _replay_entry(state: _Replay, line: bytes) -> str | None:
             return "the first record is not a log_created record"
         state.log_id = entry["log_id"]
         state.key_id = entry.get("key_id")
-    elif entry.get("type") == "key_rotation":
+    elif entry.get("type") == SIGNING_KEY_ROTATION:
         state.key_id = entry.get("new_key_id")
     digest = leaf_hash(line)
     state.frontier.append(digest)

@@ -13,7 +13,7 @@ import orjson
 
 from audit.canonical import canonical_json
 from audit.keys import PublicKey
-from audit.log import FORMAT, GENESIS_PREV
+from audit.log import FORMAT, GENESIS_PREV, SIGNING_KEY_ROTATION
 from audit.merkle import MerkleFrontier, leaf_hash
 from audit.segments import instance_logs, list_segments, split_entries
 from audit.tree_head import TREE_HEAD_TYPE, SignedTreeHead
@@ -170,7 +170,7 @@ class _LogVerifier:
             self.genesis(record)
         elif record["type"] == "log_created":
             raise _Failed("a second log_created record", seq)
-        elif record["type"] == "key_rotation":
+        elif record["type"] == SIGNING_KEY_ROTATION:
             self.rotation(record, seq)
         digest = leaf_hash(line)
         self.frontier.append(digest)

@@ -79,8 +79,9 @@ def test_reserved_fields_and_type_are_enforced(audit_log: AuditLog) -> None:
         audit_log.append({"type": "decision", "seq": 5})
     with pytest.raises(RecordRejected, match="type"):
         audit_log.append({"stream": "x"})
-    with pytest.raises(RecordRejected, match="reserved"):
-        audit_log.append({"type": "tree_head"})
+    for reserved in ("tree_head", "log_created", "signing_key_rotation"):
+        with pytest.raises(RecordRejected, match="reserved"):
+            audit_log.append({"type": reserved})
     with pytest.raises(RecordRejected, match="JSON"):
         audit_log.append({"type": "decision", "bad": {1, 2}})
     # A rejected record takes no sequence number.
@@ -201,7 +202,7 @@ def test_opening_with_another_key_is_refused_unless_rotating(
         AuditLog.open(log_dir, other)
     with AuditLog.open(log_dir, other, previous_key=signing_key) as log:
         log.append({"type": "decision"})
-    rotation = [r for r in records(log_dir) if r["type"] == "key_rotation"]
+    rotation = [r for r in records(log_dir) if r["type"] == "signing_key_rotation"]
     assert rotation and rotation[0]["new_key_id"] == other.key_id
     heads = [e for e in entries(log_dir) if e["type"] == "tree_head"]
     assert heads[-1]["key_id"] == other.key_id
@@ -216,7 +217,7 @@ def test_rotate_key_is_recorded_and_endorsed_by_the_old_key(
     audit_log.append({"type": "decision"})
     audit_log.close()
     all_entries = entries(log_dir)
-    index = next(i for i, e in enumerate(all_entries) if e["type"] == "key_rotation")
+    index = next(i for i, e in enumerate(all_entries) if e["type"] == "signing_key_rotation")
     handover = all_entries[index + 1]
     assert handover["type"] == "tree_head" and handover["key_id"] == signing_key.key_id
     assert all_entries[-1]["key_id"] == new_key.key_id

@@ -36,7 +36,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "bytes_discarded": INT,
         "records_before": INT,
     },
-    "key_rotation": {"old_key_id": KEY_ID, "new_key_id": KEY_ID, "new_public_key": B64_KEY},
+    "signing_key_rotation": {"old_key_id": KEY_ID, "new_key_id": KEY_ID, "new_public_key": B64_KEY},
     "tree_head": {
         "log_id": r"[0-9a-f]{32}",
         "tree_size": INT,
