@@ -27,6 +27,20 @@ def test_the_cluster_metadata_names_every_advertised_broker(kafka_bootstrap: str
     assert all(b.label.startswith("broker ") for b in brokers)
 
 
+def test_the_brokers_checked_are_the_advertised_ones_not_the_bootstrap_name(
+    kafka_bootstrap: str, loopback_in_norway: Any, policy_factory: Any
+) -> None:
+    # Bootstrap through the name "localhost"; the broker advertises 127.0.0.1, and
+    # that advertised address is what clients use, so it is what is located.
+    port = kafka_bootstrap.rsplit(":", 1)[1]
+    config = PlacementConfig(kafka_bootstrap=f"localhost:{port}", timeout_s=15.0)
+    with loopback_in_norway.open() as locator:
+        results = _by_name(run_placement_checks(config, policy_factory(max_rtt=1000.0), locator))
+    facts = results["kafka.brokers"].facts
+    assert [broker["host"] for broker in facts.values()] == ["127.0.0.1"]
+    assert results["kafka.brokers"].status == "pass"
+
+
 def test_brokers_located_in_norway_on_a_norwegian_network_pass(
     kafka_bootstrap: str, loopback_in_norway: Any, policy_factory: Any
 ) -> None:
