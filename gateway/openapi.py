@@ -75,8 +75,13 @@ def _event_time_schema(formats: list[str]) -> dict[str, Any]:
     options: list[dict[str, Any]] = []
     if "iso8601" in formats:
         options.append({"type": "string", "format": "date-time"})
-    if "epoch_ms" in formats or "epoch_s" in formats:
-        options.append({"type": "number", "minimum": 0})
+    # The engine accepts epoch times in the years 2000 to 2100.
+    if "epoch_ms" in formats:
+        options.append(
+            {"type": "integer", "minimum": 946_684_800_000, "maximum": 4_102_444_800_000}
+        )
+    if "epoch_s" in formats:
+        options.append({"type": "number", "minimum": 946_684_800, "maximum": 4_102_444_800})
     return options[0] if len(options) == 1 else {"anyOf": options}
 
 

@@ -8,7 +8,6 @@ run for a rejected record, so that every refusal is accounted for.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
@@ -18,6 +17,7 @@ import orjson
 from gateway.errors import EventRejected
 from gateway.fields import generalise_value, get_path, is_missing, leaf_paths, set_path, split_path
 from gateway.record import EventRecord, OutgoingMessage
+from policies import parse_event_time
 
 EVENT_ID_HEADER = "fjordgate-event-id"
 POLICY_HEADER = "fjordgate-policy"
@@ -185,20 +185,6 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _parse_event_time(value: Any, formats: Sequence[str]) -> bool:
-    for fmt in formats:
-        if fmt in ("epoch_ms", "epoch_s"):
-            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-                return True
-        elif fmt == "iso8601" and isinstance(value, str):
-            try:
-                dt.datetime.fromisoformat(value)
-            except ValueError:
-                continue
-            return True
-    return False
-
-
 class Validate(Step):
     """Check an event against its stream's declared schema: types, required fields, event time."""
 
@@ -246,12 +232,14 @@ class Validate(Step):
                     raise EventRejected(
                         "missing_event_time", f"event-time field {path!r} is required", field=path
                     )
-            elif not _parse_event_time(value, formats):
-                raise EventRejected(
-                    "invalid_event_time",
-                    f"event-time field {path!r} must be one of: {', '.join(formats)}",
-                    field=path,
-                )
+            else:
+                millis, why = parse_event_time(value, formats)
+                if millis is None:
+                    raise EventRejected(
+                        "invalid_event_time",
+                        f"event-time field {path!r}: {why} (accepted: {', '.join(formats)})",
+                        field=path,
+                    )
         if self._deny_undeclared:
             for path in leaf_paths(event):
                 if path not in self._declared and not any(
@@ -315,7 +303,12 @@ class Decide(Step):
         )
         record.decision = decision
         if decision.blocks:
-            reasons = "; ".join(decision.reasons) or "the policy denies this event"
+            egress = decision.egress
+            allowed_egress = (
+                egress.reasons if egress is not None and egress.outcome == "allow" else ()
+            )
+            reasons = "; ".join(r for r in decision.reasons if r not in allowed_egress)
+            reasons = reasons or "the policy denies this event"
             raise EventRejected("denied", f"denied by policy: {reasons}")
         return record
 
