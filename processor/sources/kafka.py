@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from processor.errors import ProcessorError
 from processor.sources.base import PartitionBatch, RebalanceListener, Source
@@ -113,30 +120,42 @@ class KafkaSource(Source):
         out: list[PartitionBatch] = []
         part = -1
         values: list[bytes] = []
-        offsets: list[int] = []
+        run: list[Message] = []
         for m in messages:
-            err = m.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    continue
-                if err.fatal():
-                    raise ProcessorError(f"Kafka consumer failed: {err.str()}")
-                # Broker restarts and leader moves are retried by librdkafka.
-                log.warning("kafka_consume_error", code=err.name(), retriable=err.retriable())
+            if m.error() is not None:
+                self._on_error(m)
                 continue
-            p = m.partition() or 0
+            p = m.partition()
             if p != part:
-                if values:
-                    out.append(PartitionBatch(part, offsets[0], offsets[-1] + 1, values, offsets))
-                part, values, offsets = p, [], []
+                if run:
+                    out.append(self._batch(part, run, values))
+                part, values, run = p if p is not None else 0, [], []
             value = m.value()
-            msg_offset = m.offset()
             # A tombstone (no value) reaches the operator as an undecodable record.
             values.append(value if value is not None else b"")
-            offsets.append(msg_offset if msg_offset is not None else -1)
-        if values:
-            out.append(PartitionBatch(part, offsets[0], offsets[-1] + 1, values, offsets))
+            run.append(m)
+        if run:
+            out.append(self._batch(part, run, values))
         return out
+
+    @staticmethod
+    def _batch(partition: int, run: list[Message], values: list[bytes]) -> PartitionBatch:
+        first = run[0].offset() or 0
+        last = run[-1].offset() or 0
+        # Offsets are dense unless the topic holds transaction markers; only then
+        # does the batch carry each record's offset (for side-output records).
+        offsets = None if last - first + 1 == len(run) else [m.offset() or 0 for m in run]
+        return PartitionBatch(partition, first, last + 1, values, offsets)
+
+    def _on_error(self, m: Message) -> None:
+        err = m.error()
+        assert err is not None
+        if err.code() == KafkaError._PARTITION_EOF:
+            return
+        if err.fatal():
+            raise ProcessorError(f"Kafka consumer failed: {err.str()}")
+        # Broker restarts and leader moves are retried by librdkafka.
+        log.warning("kafka_consume_error", code=err.name(), retriable=err.retriable())
 
     def positions(self) -> dict[int, int]:
         tps = self._client().position([TopicPartition(self.topic, p) for p in self._assigned])
