@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from processor import metrics as prom
 from processor.checkpoints import CheckpointInfo, CheckpointStore
 from processor.config import ProcessorConfig
 from processor.errors import JobDefinitionError
@@ -183,6 +184,11 @@ class JobRunner:
         self._emit(results, late)
         self.metrics.batches += 1
         self.metrics.watermark = tracker.watermark
+        name = self.job.name
+        prom.EVENTS.labels(name).inc(sum(len(b.values) for b in batches))
+        prom.RESULTS.labels(name).inc(len(results))
+        if -(2**53) < tracker.watermark < 2**53:
+            prom.WATERMARK.labels(name).set(tracker.watermark)
         if op.cached_entries() > cfg.state_cache_entries:
             self._flush_state()
         if (
@@ -218,6 +224,7 @@ class JobRunner:
                     self.metrics.undecodable += 1
                 by = self.metrics.side_output_by_reason
                 by[e.reason] = by.get(e.reason, 0) + 1
+                prom.SIDE_OUTPUT.labels(self.job.name, e.reason).inc()
             if self.side_output is not None:
                 self.side_output.write(late)
 
@@ -243,6 +250,8 @@ class JobRunner:
         self.source.commit(self.positions)
         self.metrics.checkpoints += 1
         self.metrics.last_checkpoint_seconds = time.monotonic() - began
+        prom.CHECKPOINTS.labels(self.job.name).inc()
+        prom.CHECKPOINT_SECONDS.labels(self.job.name).observe(self.metrics.last_checkpoint_seconds)
         self._last_checkpoint = time.monotonic()
         return info
 
