@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from policies import load_policy
 from policies.errors import PolicyError
 from policies.location.doctor import DoctorConfig, GeoConfig, load_doctor_config, run_doctor
 from policies.location.errors import LocationError
@@ -133,13 +134,19 @@ def geo_info_command(
     directory: Annotated[
         Path | None, typer.Option("--dir", help="Cache folder (default: ~/.cache/fjordgate/geo).")
     ] = None,
+    policy_file: Annotated[
+        Path | None,
+        typer.Option("--policy", help="Judge the age against this policy's geoip.max_age_days."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show each database's type, build date and age."""
+    """Show each database's type, build date and age; with --policy, exit 1 when too old."""
     try:
         info = geo_info(directory or default_geo_dir())
-    except LocationError as error:
+        policy = load_policy(policy_file) if policy_file else None
+    except (LocationError, PolicyError) as error:
         raise _fail(error) from None
+    limit = policy.geoip.max_age_days if policy else None
     rows = [
         {
             "path": str(db.path),
@@ -147,31 +154,49 @@ def geo_info_command(
             "built": dt.datetime.fromtimestamp(db.build_epoch, dt.UTC).isoformat(),
             "age_days": round(db.age_days(), 1),
             "node_count": db.node_count,
+            "stale": None if limit is None else db.age_days() > limit,
         }
         for db in info.databases
     ]
+    stale = any(row["stale"] for row in rows)
     if as_json:
         typer.echo(
             json.dumps(
-                {"directory": str(info.directory), "databases": rows, "packages": info.packages},
+                {
+                    "directory": str(info.directory),
+                    "databases": rows,
+                    "packages": info.packages,
+                    "max_age_days": limit,
+                },
                 indent=2,
             )
         )
-        return
-    table = Table(title=f"geo databases in {info.directory}")
-    for column in ("file", "type", "built (UTC)", "age (days)"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            Path(str(row["path"])).name,
-            str(row["database_type"]),
-            str(row["built"]),
-            str(row["age_days"]),
+    else:
+        table = Table(title=f"geo databases in {info.directory}")
+        for column in ("file", "type", "built (UTC)", "age (days)"):
+            table.add_column(column)
+        if limit is not None:
+            table.add_column(f"within {limit} days")
+        for row in rows:
+            cells = [
+                Path(str(row["path"])).name,
+                str(row["database_type"]),
+                str(row["built"]),
+                str(row["age_days"]),
+            ]
+            if limit is not None:
+                cells.append("[bold red]no: stale[/]" if row["stale"] else "[green]yes[/]")
+            table.add_row(*cells)
+        console = Console()
+        console.print(table)
+        for package, version in info.packages.items():
+            console.print(f"{package} {version}")
+    if stale:
+        print(
+            "error: a geo database is older than the policy allows; run `fjordgate geo update`",
+            file=sys.stderr,
         )
-    console = Console()
-    console.print(table)
-    for package, version in info.packages.items():
-        console.print(f"{package} {version}")
+        raise typer.Exit(code=1)
 
 
 def register(root: typer.Typer) -> None:

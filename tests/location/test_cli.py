@@ -168,3 +168,24 @@ def test_the_shipped_example_doctor_config_is_valid() -> None:
     assert config.placement.processor is not None
     assert config.placement.processor.state_instances == 12
     assert config.placement.min_free_space == 20 * 1024**3
+
+
+def test_geo_info_with_a_policy_exits_1_when_a_database_is_too_old(
+    tmp_path: Path, geo_writer: Any
+) -> None:
+    import time
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY.replace("placement:", "geoip: {max_age_days: 35}\nplacement:"))
+    old = geo_writer({"127.0.0.0/8": "NO"}, build_epoch=int(time.time()) - 90 * 86400)
+    young = geo_writer({"127.0.0.0/8": "NO"})
+    stale = CliRunner().invoke(
+        app, ["geo", "info", "--dir", str(old.country.parent), "--policy", str(policy), "--json"]
+    )
+    fresh = CliRunner().invoke(
+        app, ["geo", "info", "--dir", str(young.country.parent), "--policy", str(policy)]
+    )
+    assert stale.exit_code == 1
+    assert [db["stale"] for db in json.loads(stale.stdout)["databases"]] == [True, True]
+    assert "older than the policy allows" in stale.stderr
+    assert fresh.exit_code == 0, fresh.output
