@@ -4,14 +4,15 @@
 `Finding`s with character offsets; `scan_json(obj)` does the same for every
 string value of a JSON document at any depth, with dotted paths.
 
-Engine choice, measured on the labelled corpus (bench/pii, 2 cores, candidate
-pass only, documents/second; see `python -m bench.pii --engines`): Python `re`
-with this one alternation was the fastest way to get *validated* findings in
-Python; google-re2 has no look-behind, so its candidates need boundary checks
-in Python afterwards; hyperscan finds overlapping matches at high raw speed but
-pays a Python callback per match and reports byte offsets that must be mapped
-back to characters; pyahocorasick matches fixed strings only, and our shapes
-are digit classes. The numbers are in bench/pii/engines.py's docstring.
+Engine choice, measured on the labelled corpus (`python -m bench.pii`, which
+prints the current numbers; the reasoning and one set of numbers are in
+bench/pii/engines.py): Python `re` with this one alternation is kept. google-re2
+was no faster here and lacks look-behind; hyperscan's raw pass is 2.5-5x
+faster but returns every overlapping match end without the boundary checks,
+in byte offsets, and on a long digit run makes one Python callback per match
+end (400,000 for 100,000 digits, several times slower than `re`);
+pyahocorasick matches fixed strings only. The whole detector runs within
+about 1.6-1.8x of the bare `re` pass (the floor).
 
 Limits (documented, enforced): a JSON document nested deeper than
 `max_json_depth` (default 512) raises ScanLimitError naming the path; texts
@@ -27,11 +28,10 @@ from typing import Any, Final
 from gateway.pii.errors import ScanLimitError
 from gateway.pii.findings import PII_TYPES, Finding, PiiType
 from gateway.pii.identifiers import (
+    classify_eleven,
     classify_organisasjonsnummer,
-    classify_personal_number,
     is_iban,
     is_ip_address,
-    is_kontonummer,
     is_payment_card,
 )
 from gateway.pii.patterns import CANDIDATES
@@ -86,13 +86,13 @@ class Detector:
             found: PiiType
             synthetic = False
             if shape == "eleven":
-                digits = _only_digits(match.group())
-                verdict = classify_personal_number(digits)
+                written = match.group()
+                verdict, account = classify_eleven(_only_digits(written))
                 # Every valid personal number also passes the account mod-11 (its second
                 # check digit uses the same weights): the account grouping (1234.56.78903,
                 # 1234 56 78903) or the word "konto" just before makes it an account number.
-                if is_kontonummer(digits) and (
-                    verdict is None or len(match.group()) == 13 or self._says_account(text, start)
+                if account and (
+                    verdict is None or len(written) == 13 or self._says_account(text, start)
                 ):
                     verdict = ("kontonummer", False)
                 if verdict is None:

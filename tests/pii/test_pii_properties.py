@@ -17,6 +17,7 @@ from gateway.pii.identifiers import (
     classify_organisasjonsnummer,
     classify_personal_number,
     is_iban,
+    is_ip_address,
     is_kontonummer,
     is_payment_card,
     luhn_ok,
@@ -316,3 +317,23 @@ def test_fast_iban_check_agrees_with_stdnum(number: str) -> None:
 def test_postgiro_account_numbers_follow_stdnum(tail: str) -> None:
     number = "0000" + tail
     assert is_kontonummer(number) == bool(stdnum_kontonr.is_valid(number))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.ip_addresses(v=4).map(str),
+        st.lists(st.text("0123456789", min_size=1, max_size=4), min_size=3, max_size=5).map(
+            ".".join
+        ),
+    )
+)
+def test_fast_ipv4_check_agrees_with_the_ipaddress_module(text: str) -> None:
+    import ipaddress
+
+    try:
+        ipaddress.IPv4Address(text)
+        expected = True
+    except ValueError:
+        expected = False
+    assert is_ip_address(text) == expected
