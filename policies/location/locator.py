@@ -328,8 +328,14 @@ class Locator:
         country = None
         if country_record:
             country = country_record.get("country_code") or _country_of(country_record)
-        location = _new_location(Location, (address, country, *facts))
-        self._remember(address, location)
+        location: Location = _new_location(Location, (address, country, *facts))
+        # _remember, inlined: this is the path every new address takes.
+        cache = self._cache
+        if len(cache) >= self._generation_size:
+            with self._lock:
+                self._old_cache = cache
+                self._cache = cache = {}
+        cache[address] = location
         return location
 
     def _remember(self, address: str, location: Location) -> None:
