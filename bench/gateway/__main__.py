@@ -1,0 +1,463 @@
+"""Gateway benchmarks, side by side in one run, as ratio tables.
+
+Run: .venv/bin/python -m bench.gateway [--quick]
+
+1. pipeline: in-process cost per event of the whole pipeline (parse → validate
+   → tag → decide → transform → audit record → publish message) against the
+   floor `orjson.loads` + `orjson.dumps` of the same event (goal ≤ 3×).
+2. servers: the same embedded gateway (audit fsync + local-log fsync) behind
+   the shipped plain ASGI app under uvicorn and under granian, and behind
+   Starlette under uvicorn: events/s of 500-event batches.
+3. end to end, Kafka: `fjordgate gateway serve` (HTTP batch → audit fsync →
+   Kafka transaction) events/s against a raw confluent-kafka producer sending
+   the same bytes to the same broker (goal ≥ 0.5×), and p50/p99 latency at a
+   fixed rate.
+
+Writes bench/results/gateway.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results" / "gateway.md"
+STREAM = "norway-traffic"
+BATCH = 500
+
+
+def _events(count: int, seed: int) -> list[dict[str, Any]]:
+    from gateway.synthetic import TrafficGenerator
+
+    return TrafficGenerator(seed=seed).batch(count)
+
+
+def _table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |"]
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _best_of(runs: int, fn: Callable[[], float]) -> float:
+    return min(fn() for _ in range(runs))
+
+
+# -- 1. pipeline ------------------------------------------------------------------------------
+
+
+def bench_pipeline(count: int, runs: int) -> str:
+    from gateway import EventRecord, Topics, build_pipeline, pii_tools
+    from gateway.demo import norway_strict_pack
+    from gateway.pii import Keyring
+    from policies import PolicyEngine, load_policy
+
+    policy = load_policy(norway_strict_pack())
+    pipeline = build_pipeline(
+        policy,
+        PolicyEngine(policy),
+        STREAM,
+        pii_tools(Keyring.ephemeral()),
+        topics=Topics(),
+        destination="local://127.0.0.1/log",
+    )
+    raws = [orjson.dumps(e) for e in _events(count, seed=1)]
+
+    def floor() -> float:
+        t = time.perf_counter()
+        for raw in raws:
+            orjson.dumps(orjson.loads(raw))
+        return (time.perf_counter() - t) / count
+
+    def full() -> float:
+        t = time.perf_counter()
+        for raw in raws:
+            pipeline.run(EventRecord(stream=STREAM, raw=raw))
+        return (time.perf_counter() - t) / count
+
+    floor_s = _best_of(runs, floor)
+    full_s = _best_of(runs, full)
+    # Per step: run the record through the steps one by one, timing each.
+    per_step = {step.name: 0.0 for step in pipeline.steps}
+    for raw in raws:
+        record = EventRecord(stream=STREAM, raw=raw)
+        for step in pipeline.steps:
+            t = time.perf_counter()
+            if record.rejected is None or step.on_rejected:
+                step(record)
+            per_step[step.name] += time.perf_counter() - t
+    rows = [
+        ["floor: orjson.loads + orjson.dumps", f"{floor_s * 1e6:.2f}", "1.0×"],
+        ["fjordgate pipeline (all steps)", f"{full_s * 1e6:.1f}", f"{full_s / floor_s:.1f}×"],
+    ]
+    rows += [
+        [f"  step {name}", f"{total / count * 1e6:.1f}", f"{total / count / floor_s:.1f}×"]
+        for name, total in per_step.items()
+    ]
+    return _table(
+        f"Pipeline cost per event ({count:,} synthetic norway-traffic events, "
+        f"best of {runs}; goal ≤ 3× the floor)",
+        ["what", "µs / event", "× floor"],
+        rows,
+    )
+
+
+# -- load driving -----------------------------------------------------------------------------
+
+
+def _bodies(count: int, seed: int) -> list[bytes]:
+    events = _events(count, seed)
+    return [orjson.dumps(events[i : i + BATCH]) for i in range(0, len(events), BATCH)]
+
+
+def drive(
+    url: str, key: str, bodies: list[bytes], seconds: float, threads: int
+) -> tuple[int, float, dict[int, int]]:
+    """Post bodies from `threads` clients until they run out or time is up; events acknowledged."""
+    lock = threading.Lock()
+    next_body = [0]
+    acked = [0]
+    statuses: dict[int, int] = {}
+    deadline = time.monotonic() + seconds
+
+    def worker() -> None:
+        with httpx.Client(
+            headers={"X-API-Key": key, "Content-Type": "application/json"}, timeout=60
+        ) as client:
+            while time.monotonic() < deadline:
+                with lock:
+                    i = next_body[0]
+                    next_body[0] += 1
+                if i >= len(bodies):
+                    return
+                response = client.post(f"{url}/v1/streams/{STREAM}/events", content=bodies[i])
+                with lock:
+                    statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+                    if response.status_code == 200:
+                        acked[0] += response.json()["accepted"]
+
+    started = time.monotonic()
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return acked[0], time.monotonic() - started, statuses
+
+
+def fixed_rate(url: str, key: str, rate: int, seconds: float, seed: int) -> list[float]:
+    """Latencies (s) of 100-event batches posted at `rate` events/s."""
+    per = 100
+    interval = per / rate
+    count = int(seconds / interval)
+    bodies = [
+        orjson.dumps(b)
+        for b in (_events(per * count, seed)[i : i + per] for i in range(0, per * count, per))
+    ]
+    latencies: list[float] = []
+    with httpx.Client(
+        headers={"X-API-Key": key, "Content-Type": "application/json"}, timeout=60
+    ) as client:
+        start = time.monotonic()
+        for n, body in enumerate(bodies):
+            wait = start + n * interval - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            t = time.perf_counter()
+            response = client.post(f"{url}/v1/streams/{STREAM}/events", content=body)
+            latencies.append(time.perf_counter() - t)
+            assert response.status_code == 200, response.text
+    return latencies
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], path: str = "/healthz") -> None:
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            httpx.post(url + f"/v1/streams/{STREAM}/events", content=b"[]", timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# -- 2. servers -------------------------------------------------------------------------------
+
+
+def bench_servers(seconds: float, events: int) -> str:
+    from gateway import hash_api_key, new_api_key
+
+    key = new_api_key()
+    bodies = _bodies(events, seed=2)
+    work = Path(tempfile.mkdtemp(prefix="fjg-bench-servers-"))
+    env = {
+        **os.environ,
+        "FJG_BENCH_DIR": str(work),
+        "FJG_BENCH_DIGEST": hash_api_key(key),
+        "PYTHONPATH": str(ROOT),
+    }
+    configs: list[tuple[str, list[str], dict[str, str]]] = [
+        (
+            "uvicorn + plain ASGI (shipped)",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.gateway.apps:app",
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            {"FJG_BENCH_APP": "plain"},
+        ),
+        (
+            "uvicorn + Starlette",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.gateway.apps:app",
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            {"FJG_BENCH_APP": "starlette"},
+        ),
+    ]
+    if importlib.util.find_spec("granian") is not None:
+        configs.append(
+            (
+                "granian + plain ASGI",
+                [
+                    sys.executable,
+                    "-m",
+                    "granian",
+                    "--interface",
+                    "asgi",
+                    "--workers",
+                    "1",
+                    "--log-level",
+                    "warning",
+                    "--no-ws",
+                    "bench.gateway.apps:app",
+                ],
+                {"FJG_BENCH_APP": "plain"},
+            )
+        )
+    rows: list[list[str]] = []
+    base: float | None = None
+    for name, command, extra in configs:
+        port = _free_port()
+        args = [*command, "--host", "127.0.0.1", "--port", str(port)]
+        proc = subprocess.Popen(
+            args,
+            env={**env, **extra},
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_http(url, proc)
+            acked, elapsed, statuses = drive(url, key, bodies, seconds, threads=4)
+        finally:
+            _stop(proc)
+        rate = acked / elapsed
+        base = base or rate
+        rows.append(
+            [
+                name,
+                f"{rate:,.0f}",
+                f"{rate / base:.2f}×",
+                ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items())),
+            ]
+        )
+    shutil.rmtree(work, ignore_errors=True)
+    return _table(
+        f"HTTP server and framework, embedded gateway (audit fsync + local-log fsync), "
+        f"{BATCH}-event batches, 4 client threads, {seconds:.0f} s",
+        ["server", "events/s", "× shipped", "HTTP answers"],
+        rows,
+    )
+
+
+# -- 3. end to end with Kafka -----------------------------------------------------------------
+
+
+def _start_kafka() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "fjg_localkafka", ROOT / "deploy" / "kafka" / "localkafka.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fjg_localkafka"] = module
+    spec.loader.exec_module(module)
+    return module.start_broker()
+
+
+def _gateway_config(work: Path, bootstrap: str, digest: str, port: int) -> Path:
+    from audit import SigningKey
+    from gateway.demo import norway_strict_pack
+    from gateway.pii import Keyring
+
+    policy = yaml.safe_load(norway_strict_pack().read_text())
+    policy["mode"] = "observe"  # no GeoIP database or tuned sysctl on a bench machine
+    (work / "policy.yaml").write_text(yaml.safe_dump(policy, allow_unicode=True, sort_keys=False))
+    SigningKey.create(work / "audit-key.pem")
+    Keyring.generate(work / "keyring.json")
+    config = {
+        "policy": "policy.yaml",
+        "keyring": "keyring.json",
+        "audit": {"directory": "audit", "signing_key": "audit-key.pem"},
+        "kafka": {"bootstrap": bootstrap, "transactional_id": f"bench-{port}", "partitions": 3},
+        "http": {"host": "127.0.0.1", "port": port},
+        "api_keys": [{"name": "bench", "digest": digest, "streams": [STREAM]}],
+    }
+    path = work / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def raw_producer(bootstrap: str, topic: str, values: list[bytes]) -> float:
+    from confluent_kafka import Producer
+
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5}
+    )
+    t = time.perf_counter()
+    for value in values:
+        while True:
+            try:
+                producer.produce(topic, value)
+                break
+            except BufferError:
+                producer.poll(0.01)
+    producer.flush(60)
+    return len(values) / (time.perf_counter() - t)
+
+
+def bench_kafka(seconds: float, events: int, rate: int) -> str:
+    from gateway import hash_api_key, new_api_key
+    from gateway.publish import ensure_topics
+
+    broker = _start_kafka()
+    work = Path(tempfile.mkdtemp(prefix="fjg-bench-kafka-"))
+    key = new_api_key()
+    port = _free_port()
+    config = _gateway_config(work, broker.bootstrap, hash_api_key(key), port)
+    fjordgate = shutil.which("fjordgate", path=os.path.dirname(sys.executable)) or "fjordgate"
+    with (work / "gateway.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [fjordgate, "--log-level", "WARNING", "gateway", "serve", "--config", str(config)],
+            cwd=work,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_http(url, proc)
+        bodies = _bodies(events, seed=3)
+        drive(url, key, bodies[:4], 30, threads=1)  # warm up: connections, first transaction
+        acked, elapsed, statuses = drive(url, key, bodies[4:], seconds, threads=4)
+        gateway_rate = acked / elapsed
+        latencies = fixed_rate(url, key, rate, min(seconds, 8.0), seed=4)
+    finally:
+        _stop(proc)
+    ensure_topics(broker.bootstrap, ["bench-raw"], partitions=3)
+    values = [orjson.dumps(e) for e in _events(min(acked, 200_000) or 50_000, seed=3)]
+    raw_rate = raw_producer(broker.bootstrap, "bench-raw", values)
+    broker.stop()
+    shutil.rmtree(work, ignore_errors=True)
+    latencies.sort()
+    p50 = statistics.median(latencies)
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    throughput = (
+        _table(
+            f"End to end: HTTP batch → audit fsync → Kafka transaction ack ({BATCH}-event "
+            f"batches, 4 client threads, {seconds:.0f} s; goal ≥ 0.5× raw)",
+            ["what", "events/s", "× raw producer"],
+            [
+                [
+                    "raw confluent-kafka producer, same event bytes, same broker "
+                    "(acks=all, idempotent)",
+                    f"{raw_rate:,.0f}",
+                    "1.00×",
+                ],
+                [
+                    "fjordgate gateway serve",
+                    f"{gateway_rate:,.0f}",
+                    f"{gateway_rate / raw_rate:.3f}×",
+                ],
+            ],
+        )
+        + f"\nHTTP answers: {statuses}\n"
+    )
+    latency = _table(
+        f"Latency at a fixed rate of {rate:,} events/s (100-event batches), request to response",
+        ["p50 ms", "p99 ms", "requests"],
+        [[f"{p50 * 1000:.1f}", f"{p99 * 1000:.1f}", str(len(latencies))]],
+    )
+    return throughput + "\n" + latency
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short runs (about a minute)")
+    parser.add_argument("--skip-kafka", action="store_true", help="no Kafka section")
+    args = parser.parse_args()
+    seconds = 5.0 if args.quick else 10.0
+    sections = [
+        "# Gateway benchmarks\n",
+        f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; "
+        "shared, noisy machine: read the ratios, measured side by side in one run.\n",
+        bench_pipeline(5_000 if args.quick else 20_000, 3),
+    ]
+    print(sections[-1], flush=True)
+    sections.append(bench_servers(seconds, 150_000))
+    print(sections[-1], flush=True)
+    if not args.skip_kafka:
+        sections.append(bench_kafka(seconds, 200_000, rate=2_000))
+        print(sections[-1], flush=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text("\n".join(sections))
+    print(f"written: {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
