@@ -222,5 +222,15 @@ class Detector:
                     )
         return results
 
+    def types_by_field(self, obj: Any) -> dict[str, tuple[PiiType, ...]]:
+        """The PII types found per dotted field path: the `detected` argument of
+        `policies.PolicyEngine.decide` (types in order of first appearance)."""
+        found: dict[str, list[PiiType]] = {}
+        for path, finding in self.scan_json(obj):
+            kinds = found.setdefault(path, [])
+            if finding.type not in kinds:
+                kinds.append(finding.type)
+        return {path: tuple(kinds) for path, kinds in found.items()}
+
     def __repr__(self) -> str:
         return f"Detector(types={sorted(self._types)})"

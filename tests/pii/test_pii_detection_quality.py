@@ -277,3 +277,11 @@ def test_json_deeper_than_the_limit_is_a_clear_error_not_a_crash() -> None:
     with pytest.raises(ScanLimitError, match=r"deeper than 512 levels at a\.a\.a"):
         Detector().scan_json(doc)
     assert len(Detector(max_json_depth=20_000).scan_json(doc)) == 1
+
+
+def test_types_by_field_gives_the_policy_engine_its_detected_mapping() -> None:
+    event = {"note": f"fnr {FNR}, ring 41234567 eller 41234568", "meta": {"ip": "10.1.2.3"}}
+    assert Detector().types_by_field(event) == {
+        "note": ("fodselsnummer", "phone"),
+        "meta.ip": ("ip_address",),
+    }
