@@ -14,7 +14,7 @@ from gateway.pii.errors import (
 )
 from gateway.pii.findings import CHECK_DIGIT_TYPES, PII_TYPES, Finding, PiiType
 from gateway.pii.keyring import KeyInfo, Keyring
-from gateway.pii.pseudonymise import Pseudonymiser, pseudonym_key_id
+from gateway.pii.pseudonymise import Pseudonymiser, canonical, pseudonym_key_id
 from gateway.pii.transforms import generalise, redact
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "ScanLimitError",
     "TokenError",
     "UnknownKeyError",
+    "canonical",
     "generalise",
     "pseudonym_key_id",
     "redact",

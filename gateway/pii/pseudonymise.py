@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 from typing import Final
 
 from gateway.pii.errors import TokenError
@@ -35,12 +36,48 @@ class Pseudonymiser:
         return self._key_id
 
     def pseudonymise(self, value: str) -> str:
-        """The pseudonym of `value` (exactly as given: normalise first if forms vary)."""
+        """The pseudonym of `value` exactly as given (see `pseudonymise_identifier`)."""
         digest = hmac.new(self._key, value.encode("utf-8"), hashlib.sha256).digest()
         return self._prefix + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
+    def pseudonymise_identifier(self, value: str, pii_type: str) -> str:
+        """The pseudonym of an identifier in its canonical form, so that the written
+        forms of one identifier (`010190 12345`, `01019012345`) join downstream."""
+        return self.pseudonymise(canonical(value, pii_type))
+
     def __repr__(self) -> str:
         return f"Pseudonymiser(key_id={self._key_id})"
+
+
+_SEPARATORS: Final = str.maketrans("", "", " .-\u00a0")
+_DIGIT_TYPES: Final = frozenset(
+    {"fodselsnummer", "d_nummer", "h_nummer", "organisasjonsnummer", "kontonummer", "payment_card"}
+)
+
+
+def canonical(value: str, pii_type: str) -> str:
+    """One written form per identifier: separators dropped, case folded where it does
+    not matter, phone numbers with their country code (+47 when none is written)."""
+    text = value.strip()
+    if pii_type in _DIGIT_TYPES:
+        return text.translate(_SEPARATORS)
+    if pii_type in ("iban", "vehicle_plate"):
+        return text.translate(_SEPARATORS).upper()
+    if pii_type == "email":
+        return text.lower()
+    if pii_type == "phone":
+        digits = text.translate(_SEPARATORS).replace("(", "").replace(")", "")
+        if digits.startswith("00"):
+            return "+" + digits[2:]
+        if digits.startswith("+"):
+            return digits
+        return "+47" + digits
+    if pii_type == "ip_address":
+        try:
+            return str(ipaddress.ip_address(text))
+        except ValueError:
+            return text
+    return text
 
 
 def pseudonym_key_id(token: str) -> str:

@@ -178,6 +178,24 @@ def test_a_retired_key_can_still_be_chosen_for_pseudonyms(ring_path: Path) -> No
     assert Pseudonymiser(ring).pseudonymise("a@b.no") != before
 
 
+@pytest.mark.parametrize(
+    ("pii_type", "forms"),
+    [
+        ("fodselsnummer", ["15108695088", "151086 95088", "151086-95088"]),
+        ("kontonummer", ["1510.86.95088", "1510 86 95088", "15108695088"]),
+        ("organisasjonsnummer", ["974760673", "974 760 673"]),
+        ("iban", ["NO93 8601 1117 947", "no9386011117947"]),
+        ("phone", ["+47 41 23 45 67", "0047 412 34 567", "41234567", "+4741234567"]),
+        ("email", ["Kari.Nordmann@NAV.no", "kari.nordmann@nav.no "]),
+        ("vehicle_plate", ["EL 12345", "el12345"]),
+        ("ip_address", ["2001:DB8::1", "2001:db8:0:0:0:0:0:1"]),
+    ],
+)
+def test_written_forms_of_one_identifier_share_a_pseudonym(pii_type: str, forms: list[str]) -> None:
+    pseudonymiser = Pseudonymiser(Keyring.ephemeral())
+    assert len({pseudonymiser.pseudonymise_identifier(f, pii_type) for f in forms}) == 1
+
+
 def test_malformed_pseudonym_is_a_token_error() -> None:
     with pytest.raises(TokenError):
         pseudonym_key_id("sha256:abc")
