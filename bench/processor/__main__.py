@@ -174,9 +174,13 @@ def run_flink(bootstrap: str, topic: str, events: int) -> dict[str, Any] | str:
             f"not run: no PyFlink environment at {FLINK_VENV} "
             "(python -m venv it and pip install apache-flink)"
         )
+    empty = f"{topic}-empty"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(empty, num_partitions=1, replication_factor=1)])[empty].result(60)
     done = subprocess.run(
-        [str(python), str(script), bootstrap, topic, str(events)], capture_output=True, text=True
-    )
+        [str(python), str(script), bootstrap, topic, str(events), empty],
+        capture_output=True, text=True,
+    )  # fmt: skip
     if done.returncode != 0:
         return f"PyFlink failed: {done.stderr.strip()[-400:]}"
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -249,6 +253,11 @@ def main() -> int:
     parser.add_argument("--bootstrap", help="use this broker instead of starting one")
     parser.add_argument("--recovery-keys", type=int, default=1_000_000)
     parser.add_argument("--skip-peers", action="store_true", help="only fjordgate and the floor")
+    parser.add_argument(
+        "--peer-events", type=int, default=200_000,
+        help="Quix Streams reads only this many events of each topic (it is slow; default run "
+        "stays short); its events/s is measured on them",
+    )  # fmt: skip
     args = parser.parse_args()
 
     broker = None
@@ -279,7 +288,7 @@ def main() -> int:
             flink: dict[str, Any] | str = "skipped"
             if not args.skip_peers:
                 log("Quix Streams")
-                quix = run_quix(bootstrap, topic, events, workdir)
+                quix = run_quix(bootstrap, topic, min(events, args.peer_events), workdir)
                 if keys == args.keys[0]:
                     log("PyFlink")
                     flink = run_flink(bootstrap, topic, events)
