@@ -15,24 +15,26 @@ does. They are not equivalent, and the table says how:
 - `aho-corasick`: fixed strings only ('@', '+', '00', ':'): the anchors a
   prefilter could look for; the digit-class shapes cannot be expressed.
 
-Measured on this machine (2 cores shared with other work; 3,000 documents,
-best of 5; the bench prints the current run), documents per second for the
-pass alone, at two load levels: re 87,000-90,000 / 37,000 · google-re2
-70,000 / 18,500 · hyperscan 250,000 / 110,000 (every match end) and
-207,000-226,000 keeping the longest match per start · aho-corasick 2,000,000
-(anchors only, not a candidate finder).
+Measured on this machine (2 cores shared with other work, so absolute numbers
+swing 3x between runs; 3,000 documents, best of 5; the bench prints the
+current run), documents per second for the pass alone, quiet / loaded:
+re 116,000 / 30,000-33,000 · google-re2 81,000 / 20,000 (0.6-0.7x re) ·
+hyperscan 295,000 / 55,000 with every match end (1.7-2.5x re), 224,000 /
+53,000 keeping the longest match per start (1.6-1.9x re) · aho-corasick
+~1,900,000 (anchors only, not a candidate finder). The re numbers include the
+first-character look-ahead in patterns.py, which doubled them.
 
-Kept: Python `re`. google-re2 is no faster here. Hyperscan's pass is about
-2.4x faster, but what it returns is not yet the candidate list: without
+Kept: Python `re`. google-re2 is slower here. Hyperscan's pass is up to
+about 2x faster, but what it returns is not yet the candidate list: without
 look-arounds it gives 9,226 starts where re gives 2,813 candidates, each of
 which would need the boundary checks re does in C redone in Python, plus
 re's leftmost-first choice between branches and a byte-to-character map for
-every text with æøå (most of them). The whole detector is already within
-1.6-1.8x of the bare re pass, so the best case for hyperscan is a
-saving on the pass that the Python post-processing would eat, and the worst
-case is worse: a 100,000-digit run gives 400,000 callbacks (115 ms) where
-re finds no candidate in 28 ms, because re's boundary checks stop it at the
-start of the run.
+every text with æøå (most of them). With the whole detector at about 2x the
+bare re pass, the Python post-processing would eat most of the saving, and
+the worst case is worse: a 100,000-digit run gives 400,000 callbacks
+(0.16-0.77 s) where re finds no candidate in 0.04-0.16 s, because re's
+boundary checks stop it at the start of the run. We did not build the
+hyperscan post-processing end to end; this is the measured reason not to.
 """
 
 from __future__ import annotations

@@ -4,15 +4,15 @@
 `Finding`s with character offsets; `scan_json(obj)` does the same for every
 string value of a JSON document at any depth, with dotted paths.
 
-Engine choice, measured on the labelled corpus (`python -m bench.pii`, which
-prints the current numbers; the reasoning and one set of numbers are in
-bench/pii/engines.py): Python `re` with this one alternation is kept. google-re2
-was no faster here and lacks look-behind; hyperscan's raw pass is 2.5-5x
-faster but returns every overlapping match end without the boundary checks,
-in byte offsets, and on a long digit run makes one Python callback per match
-end (400,000 for 100,000 digits, several times slower than `re`);
-pyahocorasick matches fixed strings only. The whole detector runs within
-about 1.6-1.8x of the bare `re` pass (the floor).
+Engine choice, measured on the labelled corpus (`python -m bench.pii` prints
+the current numbers; the reasoning is in bench/pii/engines.py): Python `re`
+with this one alternation is kept. google-re2 was slower here and has no
+look-behind; hyperscan's raw pass is 1.6-2.5x faster but returns every
+overlapping match end without the boundary checks, in byte offsets, and on a
+long digit run makes one Python callback per match end (400,000 for 100,000
+digits, several times slower than `re`); pyahocorasick matches fixed strings
+only. The whole detector runs at about 2x the time of the bare `re` pass
+(the floor).
 
 Limits (documented, enforced): a JSON document nested deeper than
 `max_json_depth` (default 512) raises ScanLimitError naming the path; texts
