@@ -25,6 +25,7 @@ from policies.location.placement import (
     run_placement_checks,
     worst_status,
 )
+from policies.location.watch import PlacementWatch
 
 __all__ = [
     "CheckResult",
@@ -45,6 +46,7 @@ __all__ = [
     "OwnerTable",
     "PlacementConfig",
     "PlacementConfigError",
+    "PlacementWatch",
     "ProcessorMemory",
     "StaleGeoDatabase",
     "UInt16",
