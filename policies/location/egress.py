@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from policies.egress import Destination, EgressVerdict, evaluate_egress
+from policies.egress import Destination, EgressVerdict, evaluate_egress, sanitise_destination
 from policies.errors import InvalidDestination
 from policies.location.errors import MalformedAddress, UnresolvableHost
 from policies.location.locator import Location, Locator
@@ -81,6 +81,8 @@ def decide_egress(destination: str, policy: Policy, locator: Locator) -> EgressD
     if enforce:
         locator.check_freshness(policy.geoip.max_age_days)
     locator = locator.for_policy(policy)
+    # A DSN may carry a user name and password: they never reach a decision.
+    safe_text = sanitise_destination(destination.strip())
 
     def decision(
         outcome: EgressDecisionOutcome,
@@ -90,7 +92,7 @@ def decide_egress(destination: str, policy: Policy, locator: Locator) -> EgressD
         *,
         logged: bool = False,
         legal_basis: LegalBasis | None = None,
-        text: str = destination,
+        text: str = safe_text,
     ) -> EgressDecision:
         return EgressDecision(
             destination=text,
@@ -105,7 +107,7 @@ def decide_egress(destination: str, policy: Policy, locator: Locator) -> EgressD
         )
 
     def fail_closed(
-        rule_id: str, reason: str, locations: tuple[Location, ...] = (), text: str = destination
+        rule_id: str, reason: str, locations: tuple[Location, ...] = (), text: str = safe_text
     ) -> EgressDecision:
         if enforce:
             return decision("deny", rule_id, (reason,), locations, text=text)

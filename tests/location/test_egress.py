@@ -206,3 +206,14 @@ def test_a_numeric_host_that_is_no_address_is_an_invalid_destination(
     decision = decide_egress("https://300.1.2.3/upload", policy_factory(), locator)
     assert decision.outcome == "deny"
     assert decision.rule_id == "location.invalid_destination"
+
+
+def test_credentials_never_reach_the_decision_even_of_an_invalid_destination(
+    locator: Any, policy_factory: Any
+) -> None:
+    decision = decide_egress(
+        "postgresql://app:s3cret@oslo.example.no:99999/traffic", policy_factory(), locator
+    )
+    assert decision.outcome == "deny"
+    assert "s3cret" not in str(decision.to_record())
+    assert "s3cret" not in decision.destination
