@@ -4,7 +4,7 @@ A partition's watermark is `max event time seen - out_of_orderness - 1`
 (Flink's BoundedOutOfOrdernessWatermarks). The job's watermark is the minimum
 over active partitions and never goes back; a partition that has been silent
 for `idle_timeout_ms` of wall-clock time stops holding it back until it sends
-again.
+again; when every partition is idle the watermark moves to the furthest one.
 """
 
 from __future__ import annotations
@@ -112,9 +112,15 @@ class WatermarkTracker:
     def _advance(self) -> None:
         active = [self.partition_watermark(p) for p, c in self._parts.items() if not c.idle]
         if active:
-            low = min(active)
-            if low > self.watermark:
-                self.watermark = low
+            candidate = min(active)
+        elif self._parts:
+            # Every partition is idle: as Flink's watermark valve does, move to the
+            # furthest partition, so the last windows fire when input stops.
+            candidate = max(self.partition_watermark(p) for p in self._parts)
+        else:
+            return
+        if candidate > self.watermark:
+            self.watermark = candidate
 
     def end_of_input(self) -> None:
         """A bounded input is exhausted: every window may fire."""

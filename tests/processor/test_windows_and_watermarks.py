@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -77,3 +79,50 @@ def test_rebase_steps_back_to_a_newly_assigned_partition() -> None:
     tracker.restore(MIN_WATERMARK, {1: 40_000})
     tracker.rebase()
     assert tracker.watermark == 39_999
+
+
+def test_a_quiet_partition_does_not_stall_the_job_after_the_idle_timeout(tmp_path: Path) -> None:
+    import orjson
+
+    from processor import Job, JobRunner, JsonlSink, LocalLog, LocalLogSource, Max, ProcessorConfig
+
+    log = LocalLog.open(tmp_path / "log", partitions=2)
+    log.append_many(
+        "in",
+        [
+            (None, orjson.dumps({"event_time": t, "region": "oslo", "speed": t}))
+            for t in (1, 70_000)
+        ],
+        partition=0,
+    )  # partition 1 never sends anything
+    job = (
+        Job("idle")
+        .source(LocalLogSource(log, "in"))
+        .watermarks(out_of_orderness_ms=0, idle_timeout_ms=30_000)
+        .key_by("region")
+        .window(TumblingWindow(60_000))
+        .aggregate(Max("speed"))
+        .sink(JsonlSink(tmp_path / "out.jsonl"))
+    )
+    runner = JobRunner(job, ProcessorConfig(localdir=tmp_path / "state", poll_timeout_ms=0))
+    now = [0.0]
+    runner.tracker = WatermarkTracker(0, 30_000, clock=lambda: now[0])
+    runner.start()
+    runner.step()
+    assert runner.metrics.results_emitted == 0  # held back by the silent partition
+    now[0] = 31.0
+    runner.step()
+    assert runner.metrics.results_emitted == 1  # [0, 60 s) fired without partition 1
+    runner.close()
+
+
+def test_when_every_partition_is_idle_the_watermark_moves_to_the_furthest() -> None:
+    now = [0.0]
+    tracker = WatermarkTracker(out_of_orderness_ms=0, idle_timeout_ms=1_000, clock=lambda: now[0])
+    tracker.assign([0, 1])
+    tracker.observe(0, 5_000)
+    tracker.observe(1, 9_000)
+    assert tracker.watermark == 4_999
+    now[0] = 2.0
+    assert tracker.check_idle() == [0, 1]
+    assert tracker.watermark == 8_999
