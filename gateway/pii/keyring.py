@@ -17,10 +17,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import fcntl
 import os
 import secrets
 import stat
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -234,16 +236,43 @@ class Keyring:
 
     # -- changes (persisted at once) --------------------------------------------------
 
+    @contextlib.contextmanager
+    def _change(self) -> Iterator[None]:
+        """Hold the keyring's lock and start from what the file says now, so that two
+        processes rotating or shredding at once cannot lose each other's keys."""
+        if self._path is None:
+            yield
+            return
+        lock_path = self._path.with_name(self._path.name + ".lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise KeyringError(f"{lock_path}: cannot lock the keyring: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if self._path.exists():
+                current = Keyring.load(self._path)
+                self._secrets, self._info, self._active = (
+                    current._secrets,
+                    current._info,
+                    current._active,
+                )
+                self._subkeys.clear()
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
     def rotate(self) -> str:
         """Add a fresh key, make it active, keep the old ones for decryption. Returns its id."""
-        kid = _new_key_id()
-        previous = self._active
-        self._secrets[kid] = _Secret(secrets.token_bytes(KEY_BYTES))
-        old = self._info[previous]
-        self._info[previous] = KeyInfo(old.key_id, old.created, "retired")
-        self._info[kid] = KeyInfo(kid, _now(), "active")
-        self._active = kid
-        self._save()
+        with self._change():
+            kid = _new_key_id()
+            previous = self._active
+            self._secrets[kid] = _Secret(secrets.token_bytes(KEY_BYTES))
+            old = self._info[previous]
+            self._info[previous] = KeyInfo(old.key_id, old.created, "retired")
+            self._info[kid] = KeyInfo(kid, _now(), "active")
+            self._active = kid
+            self._save()
         log.info("keyring_rotated", path=str(self._path), key_id=kid, previous_key_id=previous)
         return kid
 
@@ -254,20 +283,22 @@ class Keyring:
         old blocks may linger on the device until overwritten, so a keyring
         belongs on encrypted storage.
         """
-        if key_id not in self._info:
-            raise UnknownKeyError(f"key {key_id} is not in this keyring")
-        if key_id == self._active:
-            raise KeyringError(
-                f"key {key_id} is the active key; run `fjordgate keys rotate` first, then shred it"
-            )
-        info = self._info[key_id]
-        if info.state == "shredded":
-            return
-        del self._secrets[key_id]
-        for cached in [c for c in self._subkeys if c[0] == key_id]:
-            del self._subkeys[cached]
-        self._info[key_id] = KeyInfo(key_id, info.created, "shredded", _now())
-        self._save()
+        with self._change():
+            if key_id not in self._info:
+                raise UnknownKeyError(f"key {key_id} is not in this keyring")
+            if key_id == self._active:
+                raise KeyringError(
+                    f"key {key_id} is the active key; run `fjordgate keys rotate` first, "
+                    "then shred it"
+                )
+            info = self._info[key_id]
+            if info.state == "shredded":
+                return
+            del self._secrets[key_id]
+            for cached in [c for c in self._subkeys if c[0] == key_id]:
+                del self._subkeys[cached]
+            self._info[key_id] = KeyInfo(key_id, info.created, "shredded", _now())
+            self._save()
         log.info("keyring_key_shredded", path=str(self._path), key_id=key_id)
 
     def _document(self) -> dict[str, Any]:

@@ -114,6 +114,29 @@ def test_rotate_adds_an_active_key_and_keeps_the_old_one_for_decryption(ring_pat
     )
 
 
+def test_rotations_by_separate_holders_of_one_keyring_keep_every_key(ring_path: Path) -> None:
+    first = Keyring.generate(ring_path)
+    second = Keyring.load(ring_path)
+    a = first.rotate()
+    b = second.rotate()  # second had not seen `a`: it must re-read the file under the lock
+    assert {a, b} <= set(Keyring.load(ring_path).key_ids())
+    assert Keyring.load(ring_path).active_id == b
+
+
+def test_concurrent_rotations_in_several_processes_lose_no_key(ring_path: Path) -> None:
+    import subprocess
+    import sys
+
+    Keyring.generate(ring_path)
+    script = (
+        "import sys\nfrom gateway.pii import Keyring\n"
+        "for _ in range(5):\n    Keyring.load(sys.argv[1]).rotate()\n"
+    )
+    workers = [subprocess.Popen([sys.executable, "-c", script, str(ring_path)]) for _ in range(4)]
+    assert [w.wait() for w in workers] == [0, 0, 0, 0]
+    assert len(Keyring.load(ring_path).key_ids()) == 1 + 4 * 5
+
+
 def test_the_active_key_cannot_be_shredded(ring_path: Path) -> None:
     ring = Keyring.generate(ring_path)
     with pytest.raises(KeyringError, match="rotate"):
