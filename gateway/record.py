@@ -44,6 +44,7 @@ class EventRecord:
     findings: dict[str, list[Any]] = field(default_factory=dict)  # path -> gateway.pii Findings
     decision: Any = None  # policies.Decision once decided
     output: dict[str, Any] | None = None  # the minimised event
+    pseudonyms: dict[str, str] = field(default_factory=dict)  # path -> pseudonym, for audit
     transformed: list[tuple[str, str]] = field(default_factory=list)  # (path, action)
     audit: dict[str, Any] | None = None
     message: OutgoingMessage | None = None

@@ -396,7 +396,9 @@ class Transform(Step):
             tokeniser = self.tokenisers(key_id)
             if spans:
                 return _replace_spans(value, findings or [], tokeniser.pseudonymise)
-            return tokeniser.pseudonymise(_as_text(value))
+            token = tokeniser.pseudonymise(_as_text(value))
+            record.pseudonyms[path] = token
+            return token
         if action == "encrypt":
             event_id = record.event_id or ""
 
@@ -444,6 +446,21 @@ class Audit(Step):
     def __call__(self, record: EventRecord) -> EventRecord:
         decision = record.decision
         audit: dict[str, Any] = dict(decision.to_record()) if decision is not None else {}
+        # The egress verdict is the same for every event to one destination: keep its
+        # rule id per event, and its reasons only when it refused (the log hashes every
+        # byte of every record, so repeated prose costs throughput).
+        egress = audit.pop("egress", None)
+        if isinstance(egress, dict):
+            audit["egress_rule"] = egress.get("rule_id")
+            if egress.get("outcome") == "allow":
+                allowed = set(egress.get("reasons") or ())
+                audit["reasons"] = [r for r in audit.get("reasons", ()) if r not in allowed]
+        if not audit.get("reasons"):
+            audit.pop("reasons", None)
+        if record.pseudonyms:
+            # Pseudonyms, never values: `fjordgate audit subject` finds a person's
+            # decisions by recomputing these from their id.
+            audit["pseudonyms"] = record.pseudonyms
         audit["type"] = "decision"
         audit["stream"] = record.stream
         audit["event_id"] = record.event_id

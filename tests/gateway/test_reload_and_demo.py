@@ -150,6 +150,15 @@ def test_the_demo_leaves_an_audit_log_a_sqlite_file_and_counts_that_add_up(
     assert sum(audited.values()) >= stats.outcomes["accepted"]
     audit_text = b"".join(p.read_bytes() for p in result.audit_dir.rglob("*.jsonl"))
     assert b'"type":"placement"' in audit_text
+    # A data subject's decisions are found from their id, which the log never holds.
+    from audit.subject import find_subject, load_pseudonym_keys, subject_pseudonyms
+
+    driver = TrafficGenerator(3, disorder_s=4.0).event()["driver_id"]
+    assert driver.encode() not in audit_text
+    keys, _ = load_pseudonym_keys(result.run_dir / "keyring.json")
+    matches = find_subject(result.audit_dir, subject_pseudonyms(driver, keys))
+    assert matches and all(m.record["type"] == "decision" for m in matches)
+    assert {"pseudonyms.driver_id"} <= {f for m in matches for f in m.fields}
     assert b"attested as local without a GeoIP database" in audit_text
 
 
