@@ -15,6 +15,7 @@ from rich.table import Table
 from policies import load_policy
 from policies.errors import PolicyError
 from policies.location.doctor import DoctorConfig, GeoConfig, load_doctor_config, run_doctor
+from policies.location.egress import decide_egress
 from policies.location.errors import LocationError
 from policies.location.geodata import default_geo_dir, geo_info, update_geo
 from policies.location.placement import placement_record, worst_status
@@ -44,15 +45,36 @@ def locate(
     owners: Annotated[
         Path | None, typer.Option("--owners", help="Network-owner data file.")
     ] = None,
+    policy_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy",
+            help="Also decide egress to the target under this policy (with --json: one "
+            "object with `locations` and `egress`).",
+        ),
+    ] = None,
 ) -> None:
     """Country, ASN, owner and jurisdiction of every address a host resolves to."""
     config = GeoConfig(dir=geo_dir, country_db=country_db, asn_db=asn_db, owners=owners)
+    decision = None
     try:
+        policy = load_policy(policy_file) if policy_file else None
         with config.open() as locator:
             locations = locator.locate_host(target)
-    except LocationError as error:
+            if policy is not None:
+                decision = decide_egress(target, policy, locator)
+    except (LocationError, PolicyError) as error:
         raise _fail(error) from None
     if as_json:
+        if decision is not None:
+            record = decision.to_record()
+            typer.echo(
+                json.dumps(
+                    {"locations": [loc.to_json() for loc in locations], "egress": record},
+                    ensure_ascii=False,
+                )
+            )
+            return
         # One JSON object per line, one line per address (JSON Lines).
         for location in locations:
             typer.echo(json.dumps(location.to_json(), ensure_ascii=False))
@@ -68,7 +90,16 @@ def locate(
             loc.owner or "?",
             loc.jurisdiction or "?",
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    if decision is not None:
+        style = "green" if decision.allowed else "bold red"
+        console.print(
+            f"egress: [{style}]{decision.outcome}[/] by rule {decision.rule_id}"
+            + (" (logged)" if decision.logged else "")
+        )
+        for reason in decision.reasons:
+            console.print(f"  {reason}", highlight=False)
 
 
 def doctor(

@@ -189,3 +189,26 @@ def test_geo_info_with_a_policy_exits_1_when_a_database_is_too_old(
     assert [db["stale"] for db in json.loads(stale.stdout)["databases"]] == [True, True]
     assert "older than the policy allows" in stale.stderr
     assert fresh.exit_code == 0, fresh.output
+
+
+def test_locate_with_a_policy_also_decides_egress(
+    tmp_path: Path, loopback_in_sweden: Any, loopback_in_norway: Any
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    denied = CliRunner().invoke(
+        app,
+        ["locate", "127.0.0.1", "--json", "--policy", str(policy), *_geo_args(loopback_in_sweden)],
+    )
+    allowed = CliRunner().invoke(
+        app,
+        ["locate", "127.0.0.1", "--policy", str(policy), *_geo_args(loopback_in_norway)],
+        terminal_width=200,
+    )
+    assert denied.exit_code == 0, denied.output
+    answer = json.loads(denied.stdout)
+    assert answer["locations"][0]["owner"] == "Amazon"
+    assert answer["egress"]["outcome"] == "deny"
+    assert answer["egress"]["rule_id"] == "jurisdiction.forbidden_provider_jurisdictions"
+    assert allowed.exit_code == 0, allowed.output
+    assert "egress: allow by rule jurisdiction.home" in allowed.stdout
