@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 _MISSING = object()
+MISSING = _MISSING  # what get_path returns for an absent path
 
 
 def split_path(path: str) -> tuple[str, ...]:

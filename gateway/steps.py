@@ -15,7 +15,15 @@ from typing import Any, ClassVar, Protocol
 import orjson
 
 from gateway.errors import EventRejected
-from gateway.fields import generalise_value, get_path, is_missing, leaf_paths, set_path, split_path
+from gateway.fields import (
+    MISSING,
+    generalise_value,
+    get_path,
+    is_missing,
+    leaf_paths,
+    set_path,
+    split_path,
+)
 from gateway.record import EventRecord, OutgoingMessage
 from policies import parse_event_time
 
@@ -355,23 +363,31 @@ class Transform(Step):
         assert event is not None and decision is not None
         out: dict[str, Any] = {}
         transformed = record.transformed
+        findings = record.findings
+        missing = MISSING
         for fd in decision.fields:
             path = fd.path
             action = fd.action
-            parts = self._split(path)
-            value = get_path(event, parts)
-            if is_missing(value) or action == "drop":
-                if not is_missing(value):
-                    transformed.append((path, "drop"))
+            # Most fields are top level: a plain dict lookup, no path walk.
+            nested = "." in path
+            parts = self._split(path) if nested else None
+            value = get_path(event, parts) if parts else event.get(path, missing)
+            if value is missing or is_missing(value):
+                continue
+            if action == "drop":
+                transformed.append((path, "drop"))
                 continue
             if action != "allow":
                 value = self._apply(record, path, action, value)
                 transformed.append((path, action))
-            elif path in record.findings:
+            elif path in findings:
                 # The policy allowed a field in which detectors found something
                 # (observe-only scan): keep, but say so in the audit record.
                 transformed.append((path, "allow"))
-            set_path(out, parts, value)
+            if parts:
+                set_path(out, parts, value)
+            else:
+                out[path] = value
         if record.event_id is not None:
             out[self.event_id_field] = record.event_id
         record.output = out
