@@ -51,10 +51,16 @@ class StaleGeoDatabase(GeoDatabaseError):
     def __init__(self, path: Path | str, age_days: float, max_age_days: float) -> None:
         self.age_days = age_days
         self.max_age_days = max_age_days
-        super().__init__(
-            path,
-            f"built {age_days:.1f} days ago, older than the policy's limit of "
-            f"{max_age_days:g} days",
+        self.path = Path(path)
+        self.reason = (
+            f"built {age_days:.1f} days ago, older than the policy's limit of {max_age_days:g} days"
+        )
+        LocationError.__init__(
+            self,
+            f"geo database {self.path}: {self.reason}; run `fjordgate geo update` (and "
+            "schedule it). If `fjordgate geo info` still shows old data afterwards, the "
+            "published data itself is older than the limit: raise geoip.max_age_days in the "
+            "policy after review, or supply fresher databases",
         )
 
 
