@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import os
 import stat
@@ -89,7 +90,7 @@ def test_keys_never_appear_in_reprs_or_errors(ring_path: Path) -> None:
             event_id="2",
         )
     shown.append(str(caught.value))
-    raw = __import__("base64").b64decode(secret)
+    raw = base64.b64decode(secret)
     for text in shown:
         assert secret not in text
         assert raw.hex() not in text
