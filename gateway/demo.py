@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -139,16 +141,32 @@ def placement_attestation(policy: Any, state_dir: Path) -> list[dict[str, Any]]:
 
 
 def _export_report(audit_dir: Path, public_key: Path, out: Path) -> tuple[Path | None, str]:
-    """The audit package's HTML report, when this build has it."""
+    """The auditor's HTML report, by the audit package's own command (`audit export`)."""
+    command = [
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "--log-level",
+        "ERROR",
+        "audit",
+        "export",
+        str(audit_dir),
+        "--format",
+        "html",
+        "--output",
+        str(out),
+        "--public-key",
+        str(public_key),
+    ]
     try:
-        from audit import export_report  # type: ignore[attr-defined]
-    except ImportError:
-        return None, "this build's audit package has no HTML export yet"
-    try:
-        export_report(audit_dir, out, format="html", public_key=public_key)
-    except Exception as exc:  # the demo's other outputs stay useful without it
-        return None, f"the HTML report could not be written: {type(exc).__name__}"
-    return out, "exported from the audit log"
+        done = subprocess.run(command, capture_output=True, timeout=300, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"`fjordgate audit export` could not run: {type(exc).__name__}"
+    if not out.exists():
+        return None, f"`fjordgate audit export` failed (exit {done.returncode})"
+    if done.returncode != 0:
+        return out, "written, but the audit log did NOT verify: see the report's first section"
+    return out, "exported from the audit log, which verified against the pinned public key"
 
 
 def _count_windows(path: Path) -> tuple[int, list[tuple[str, str, float]]]:

@@ -119,7 +119,7 @@ def demo(
     console.print(f"  public key     {result.public_key_path}")
     console.print(f"  SQLite results {result.sqlite_path}  (table max_speed_per_region)")
     if result.report_path is not None:
-        console.print(f"  HTML report    {result.report_path}")
+        console.print(f"  HTML report    {result.report_path}  ({result.report_note})")
     else:
         console.print(f"  HTML report    not written: {result.report_note}")
     console.print(

@@ -142,6 +142,8 @@ def test_the_demo_leaves_an_audit_log_a_sqlite_file_and_counts_that_add_up(
     assert stats.reasons["wrong_type"] >= 1
     assert stats.http_errors == {}
     assert result.sqlite_path.exists()
+    assert result.report_path is not None and result.report_path.exists(), result.report_note
+    assert "verified" in result.report_note
     with sqlite3.connect(result.sqlite_path) as conn:
         rows = conn.execute("SELECT region, max_speed FROM max_speed_per_region").fetchall()
     assert rows and len(rows) == stats.windows_written
@@ -170,4 +172,5 @@ def test_fjordgate_demo_prints_the_summary_and_the_paths(tmp_path: Path) -> None
     assert "Summary" in result.output
     assert "windows written" in result.output
     assert "audit log" in result.output and "SQLite results" in result.output
+    assert "HTML report" in result.output and "report.html" in result.output
     assert "without a GeoIP database" in result.output
