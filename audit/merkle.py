@@ -9,6 +9,7 @@ from collections.abc import Sequence
 LEAF_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"
 EMPTY_ROOT = hashlib.sha256(b"").digest()
+_sha256 = hashlib.sha256
 
 
 def leaf_hash(entry: bytes) -> bytes:
@@ -41,14 +42,14 @@ class MerkleFrontier:
 
     def append(self, leaf: bytes) -> None:
         """Add one leaf hash."""
-        self._stack.append(leaf)
+        stack = self._stack
         self.size += 1
         size = self.size
+        # Each trailing zero bit of the new size closes one perfect subtree.
         while size & 1 == 0:
-            right = self._stack.pop()
-            left = self._stack.pop()
-            self._stack.append(node_hash(left, right))
+            leaf = _sha256(NODE_PREFIX + stack.pop() + leaf).digest()
             size >>= 1
+        stack.append(leaf)
 
     def root(self) -> bytes:
         """The RFC 6962 Merkle tree hash of the leaves so far."""

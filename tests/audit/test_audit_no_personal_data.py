@@ -48,6 +48,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "reason": r"[a-z_]+",
     },
 }
+OPAQUE = {HEX64, B64_KEY, r"[0-9a-f]{32}", r"[A-Za-z0-9+/]{86}=="}
 COMMON = {"seq": INT, "ts": TS, "prev": HEX64, "type": r"[a-z_]+"}
 
 
@@ -77,6 +78,9 @@ def test_records_the_log_writes_itself_hold_no_personal_data(tmp_path: Path) -> 
             )
             for name, pattern in schema.items():
                 assert re.fullmatch(pattern, str(entry[name])), f"{kind}.{name} = {entry[name]!r}"
-            findings = [f for f in detector.scan_json(entry) if f[1].type not in {"ip_address"}]
+            # Digests and keys are random hex/base64, matched exactly above; digit runs in them
+            # look like phone numbers to a detector, so it reads every other field.
+            readable = {k: v for k, v in entry.items() if schema[k] not in OPAQUE}
+            findings = detector.scan_json(readable)
             assert not findings, f"{kind}: the PII detector found {findings}"
     assert seen == set(SCHEMAS)

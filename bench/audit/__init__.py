@@ -1,0 +1,1 @@
+"""Benchmarks of the audit log: durable appends against the raw write + fsync floor, verify."""
