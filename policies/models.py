@@ -144,6 +144,20 @@ class Metadata(PolicyModel):
 # --- jurisdiction -----------------------------------------------------------
 
 
+class NetworkOwnerOverride(PolicyModel):
+    """A network owner and its home jurisdiction, overriding the shipped owner data."""
+
+    name: Annotated[str, Field(min_length=1)]
+    jurisdiction: Country
+    asns: list[Annotated[int, Field(ge=1, le=4294967295)]] = Field(
+        default_factory=list, description="Autonomous system numbers this owner operates."
+    )
+    org_patterns: list[str] = Field(
+        default_factory=list,
+        description="Regular expressions matched against the AS organisation name.",
+    )
+
+
 class Jurisdiction(PolicyModel):
     """Home country, where data may be placed, where it may go, whose providers are out."""
 
@@ -160,6 +174,11 @@ class Jurisdiction(PolicyModel):
         default_factory=list,
         description="Jurisdictions whose providers may not receive data, wherever their "
         "servers stand (a US-owned cloud's Stockholm region is US jurisdiction).",
+    )
+    network_owners: list[NetworkOwnerOverride] = Field(
+        default_factory=list,
+        description="Owner entries that override the shipped, reviewed owner data "
+        "(policies/data/network-owners.yaml); first match wins.",
     )
 
     @field_validator(
