@@ -131,11 +131,11 @@ def test_concurrent_rotations_in_several_processes_lose_no_key(ring_path: Path) 
     Keyring.generate(ring_path)
     script = (
         "import sys\nfrom gateway.pii import Keyring\n"
-        "for _ in range(5):\n    Keyring.load(sys.argv[1]).rotate()\n"
+        "for _ in range(4):\n    Keyring.load(sys.argv[1]).rotate()\n"
     )
-    workers = [subprocess.Popen([sys.executable, "-c", script, str(ring_path)]) for _ in range(4)]
-    assert [w.wait() for w in workers] == [0, 0, 0, 0]
-    assert len(Keyring.load(ring_path).key_ids()) == 1 + 4 * 5
+    workers = [subprocess.Popen([sys.executable, "-c", script, str(ring_path)]) for _ in range(3)]
+    assert [w.wait() for w in workers] == [0, 0, 0]
+    assert len(Keyring.load(ring_path).key_ids()) == 1 + 3 * 4
 
 
 def test_the_active_key_cannot_be_shredded(ring_path: Path) -> None:
