@@ -73,6 +73,8 @@ class Committer:
         self._thread: threading.Thread | None = None
         self._rescan_needed = False
         self.audit_ok = True
+        # Set while a placement re-check fails in enforce mode: nothing is taken (fail closed).
+        self.refusing: str | None = None
         self.audit_lock = threading.Lock()  # other audit writers (policy reloads) share the log
 
     # -- lifecycle
@@ -92,7 +94,12 @@ class Committer:
 
     def ready(self) -> bool:
         """Whether the audit log and the publisher both took their last write."""
-        return self.audit_ok and self.publisher.ready() and not self._stopping
+        return (
+            self.audit_ok
+            and self.publisher.ready()
+            and not self._stopping
+            and self.refusing is None
+        )
 
     # -- submitting
     def submit(self, records: list[EventRecord], done: Done) -> None:
@@ -100,6 +107,8 @@ class Committer:
         with self._cond:
             if self._stopping:
                 raise Unavailable("gateway is shutting down", retry_after_s=self.retry_after_s)
+            if self.refusing is not None:
+                raise Unavailable(self.refusing, retry_after_s=max(self.retry_after_s, 30))
             if (
                 self._pending_events
                 and self._pending_events + len(records) > self.max_pending_events

@@ -9,6 +9,7 @@ rebuilt from the tagged topics' committed tail, and only then the HTTP port.
 from __future__ import annotations
 
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,60 @@ def egress_gate(destination: str, policy: Policy, audit: AuditLog, locator: Any)
     return False
 
 
-def build_kafka_gateway(config: GatewayConfig) -> tuple[Gateway, AuditLog, KafkaIngress | None]:
+def placement_rechecks(
+    config: GatewayConfig, gateway: Gateway, audit: AuditLog, locator: Any
+) -> Any:
+    """Re-run the placement checks on the policy's schedule; in enforce mode a failure
+    stops the gateway taking events (503, not ready) until a later check passes."""
+    from policies.location import PlacementConfig, PlacementWatch, placement_record, worst_status
+
+    def on_results(results: list[Any]) -> None:
+        policy = gateway.policy
+        audit.append({**placement_record(results, policy), "component": "gateway"})
+        failed = [r for r in results if r.status == "fail"]
+        if worst_status(results) == "fail" and policy.mode == "enforce":
+            gateway.committer.refusing = (
+                "a placement re-check failed in enforce mode ("
+                + ", ".join(r.name for r in failed)
+                + "); the gateway takes no events until it passes"
+            )
+            log.error("placement_recheck_failed", checks=[r.name for r in failed])
+        else:
+            gateway.committer.refusing = None
+
+    watch = PlacementWatch(
+        PlacementConfig(
+            kafka_bootstrap=config.kafka.bootstrap,
+            kafka_config={k: str(v) for k, v in config.kafka.extra.items()},
+            state_dir=config.placement.state_dir,
+        ),
+        gateway.policy,
+        locator,
+        on_results,
+    )
+    watch.start()
+    return watch
+
+
+@dataclass
+class KafkaGateway:
+    """What `serve` runs besides the HTTP server, started; `close()` stops it all."""
+
+    gateway: Gateway
+    audit: AuditLog
+    ingress: KafkaIngress | None
+    placement_watch: Any
+
+    def close(self) -> None:
+        self.placement_watch.stop()
+        if self.ingress is not None:
+            self.ingress.stop()
+        self.gateway.stop()
+        self.gateway.publisher.close()
+        self.audit.close()
+
+
+def build_kafka_gateway(config: GatewayConfig) -> KafkaGateway:
     """Everything `serve` runs, started, except the HTTP server."""
     try:
         policy = load_policy(config.policy)
@@ -184,22 +238,16 @@ def build_kafka_gateway(config: GatewayConfig) -> tuple[Gateway, AuditLog, Kafka
             extra_config=config.kafka.extra,
         )
         ingress.start()
-    return gateway, audit, ingress
+    watch = placement_rechecks(config, gateway, audit, locator)
+    return KafkaGateway(gateway, audit, ingress, watch)
 
 
 def serve_from_config(path: Path) -> None:
     """Run until SIGTERM / SIGINT; SIGHUP re-reads the policy file at once."""
     config = GatewayConfig.load(path)
-    gateway, audit, ingress = build_kafka_gateway(config)
-
-    def shutdown() -> None:
-        if ingress is not None:
-            ingress.stop()
-        gateway.stop()
-        gateway.publisher.close()
-        audit.close()
-
-    gateway.app.on_shutdown = shutdown
+    parts = build_kafka_gateway(config)
+    gateway = parts.gateway
+    gateway.app.on_shutdown = parts.close
     signal.signal(signal.SIGHUP, lambda *_: gateway.watcher.check_now())
     tls = config.http.tls
     server = uvicorn.Server(

@@ -202,6 +202,7 @@ class Gateway:
             "policy": self.ingest is not None,
             "audit": self.committer.audit_ok,
             "publisher": self.publisher.ready(),
+            "placement": self.committer.refusing is None,
         }
 
     def start(self, *, watch_policy: bool = True) -> None:

@@ -247,3 +247,23 @@ def test_the_audit_log_holds_a_decision_per_event_and_the_policy_load(
     assert "policy_loaded" in types
     decided = {r["event_id"] for r in records if r.get("type") == "decision"}
     assert decided == {e["event_id"] for e in events}
+
+
+def test_a_failed_placement_recheck_in_enforce_mode_stops_intake_until_it_passes(
+    local_gateway: LocalGateway,
+) -> None:
+    committer = local_gateway.gateway.committer
+    committer.refusing = "a placement re-check failed in enforce mode (kafka.brokers)"
+    with local_gateway.client() as client:
+        refused = client.post(
+            URL, json=TrafficGenerator(seed=12).batch(2), headers=local_gateway.headers()
+        )
+        not_ready = client.get("/readyz")
+        committer.refusing = None
+        taken = client.post(
+            URL, json=TrafficGenerator(seed=13).batch(2), headers=local_gateway.headers()
+        )
+    assert refused.status_code == 503 and "placement" in refused.json()["error"]["message"]
+    assert not_ready.status_code == 503 and not_ready.json()["checks"]["placement"] is False
+    assert taken.status_code == 200
+    assert len(local_gateway.published_values()) == 2

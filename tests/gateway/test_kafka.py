@@ -29,7 +29,12 @@ class Served:
         self.config_path = config_path
         self.config = GatewayConfig.load(config_path)
         self.key = key
-        self.gateway, self.audit, self.ingress = build_kafka_gateway(self.config)
+        self.parts = build_kafka_gateway(self.config)
+        self.gateway, self.audit, self.ingress = (
+            self.parts.gateway,
+            self.parts.audit,
+            self.parts.ingress,
+        )
 
     @property
     def tagged(self) -> str:
@@ -42,11 +47,7 @@ class Served:
         return client.post(URL, json=events, headers={"X-API-Key": self.key})
 
     def close(self) -> None:
-        if self.ingress is not None:
-            self.ingress.stop()
-        self.gateway.stop()
-        self.gateway.publisher.close()
-        self.audit.close()
+        self.parts.close()
 
 
 @pytest.fixture
