@@ -218,9 +218,10 @@ class Validate(Step):
     def __call__(self, record: EventRecord) -> EventRecord:
         event = record.event
         assert event is not None
+        missing = MISSING
         for path, parts, types, required, type_name in self._checks:
-            value = get_path(event, parts)
-            if is_missing(value) or value is None:
+            value = event.get(path, missing) if len(parts) == 1 else get_path(event, parts)
+            if value is missing or value is None:
                 if required:
                     raise EventRejected("missing_field", f"field {path!r} is required", field=path)
                 continue
@@ -234,8 +235,8 @@ class Validate(Step):
                 )
         if self._time is not None:
             path, parts, formats, required = self._time
-            value = get_path(event, parts)
-            if is_missing(value) or value is None:
+            value = event.get(path, missing) if len(parts) == 1 else get_path(event, parts)
+            if value is missing or value is None:
                 if required:
                     raise EventRejected(
                         "missing_event_time", f"event-time field {path!r} is required", field=path
