@@ -15,30 +15,30 @@ does. They are not equivalent, and the table says how:
 - `aho-corasick`: fixed strings only ('@', '+', '00', ':'): the anchors a
   prefilter could look for; the digit-class shapes cannot be expressed.
 
-Measured on this machine (2 cores shared with other work, so absolute numbers
-swing 3x between runs; 3,000 documents, best of 5; the bench prints the
-current run), documents per second for the pass alone, quiet / loaded:
-re 116,000 / 30,000-33,000 · google-re2 81,000 / 20,000 (0.6-0.7x re) ·
-hyperscan 295,000 / 55,000 with every match end (1.7-2.5x re), 224,000 /
-53,000 keeping the longest match per start (1.6-1.9x re) · aho-corasick
-~1,900,000 (anchors only, not a candidate finder). The re numbers include the
-first-character look-ahead in patterns.py, which doubled them.
+One run on this machine (2 cores shared with other work, so absolute numbers
+swing 2-3x between runs; 3,000 documents; passes of all engines taken in
+turn, best of 5), documents per second: re 72,000 · google-re2 26,000 (0.37x
+re) · hyperscan 102,000 with every match end (1.4x) and 88,000 keeping the
+longest match per start (1.2x) · hyperscan then re.match at each start, the
+same candidates as re, 47,000 (0.65x) · aho-corasick 1,960,000 (anchors
+only, not a candidate finder). In other runs hyperscan's raw pass reached
+2.5x re, and hyperscan-then-re stayed at 0.65-1.0x. The re numbers include
+the first-character look-ahead in patterns.py, which doubled them.
 
-Kept: Python `re`. google-re2 is slower here. Hyperscan's pass is up to
-about 2x faster, but what it returns is not yet the candidate list: without
-look-arounds it gives 9,226 starts where re gives 2,813 candidates, each of
-which would need the boundary checks re does in C redone in Python, plus
-re's leftmost-first choice between branches and a byte-to-character map for
-every text with æøå (most of them). With the whole detector at about 2x the
-bare re pass, the Python post-processing would eat most of the saving, and
-the worst case is worse: a 100,000-digit run gives 400,000 callbacks
-(0.16-0.77 s) where re finds no candidate in 0.04-0.16 s, because re's
-boundary checks stop it at the start of the run. We did not build the
-hyperscan post-processing end to end; this is the measured reason not to.
+Kept: Python `re`, the fastest way to the detector's actual candidates.
+google-re2 is slower here. Hyperscan's raw pass is faster, but what it
+returns is not the candidate list: without look-arounds it gives 9,226 match
+starts where re gives 2,813 candidates, in byte offsets. The cheapest exact
+way we found to turn them into re's candidates (ask `re.match` only at the
+starts hyperscan reported; identical output on every corpus document) is
+slower than re alone. And the worst case is worse: a 100,000-digit run gives
+hyperscan 400,000 callbacks (0.16-0.77 s) where re finds no candidate in
+0.04-0.16 s, its boundary checks stopping it at the start of the run.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -92,25 +92,19 @@ class EngineResult:
     note: str
 
 
-def _best_of(repeats: int, run: Callable[[], int]) -> tuple[float, int]:
-    best = float("inf")
-    count = 0
-    for _ in range(repeats):
-        started = time.perf_counter()
-        count = run()
-        best = min(best, time.perf_counter() - started)
-    return best, count
-
-
 def compare_engines(texts: Sequence[str], repeats: int = 5) -> list[EngineResult]:
     """Docs/second of the candidate pass on each engine that is installed."""
     results: list[EngineResult] = []
+    timed: list[tuple[EngineResult, Callable[[], int]]] = []
+
+    def _later(run: Callable[[], int], result: EngineResult) -> None:
+        results.append(result)
+        timed.append((result, run))
 
     def with_re() -> int:
         return sum(1 for t in texts for _ in CANDIDATES.finditer(t))
 
-    elapsed, count = _best_of(repeats, with_re)
-    results.append(EngineResult("re (stdlib)", len(texts) / elapsed, count, "the detector's pass"))
+    _later(with_re, EngineResult("re (stdlib)", 0.0, 0, "the detector's pass"))
 
     stripped = {name: strip_lookarounds(body) for name, body in BRANCHES.items()}
     try:
@@ -125,10 +119,7 @@ def compare_engines(texts: Sequence[str], repeats: int = 5) -> list[EngineResult
         def with_re2() -> int:
             return sum(1 for t in texts for _ in compiled.finditer(t))
 
-        elapsed, count = _best_of(repeats, with_re2)
-        results.append(
-            EngineResult("google-re2", len(texts) / elapsed, count, "no look-arounds: superset")
-        )
+        _later(with_re2, EngineResult("google-re2", 0.0, 0, "no look-arounds: superset"))
     except ImportError:
         results.append(EngineResult("google-re2", 0.0, 0, "not installed (extra 'bench')"))
 
@@ -155,14 +146,14 @@ def compare_engines(texts: Sequence[str], repeats: int = 5) -> list[EngineResult
                 database.scan(data, match_event_handler=on_match)
             return hits[0]
 
-        elapsed, count = _best_of(repeats, with_hyperscan)
-        results.append(
+        _later(
+            with_hyperscan,
             EngineResult(
                 "hyperscan",
-                len(texts) / elapsed,
-                count,
+                0.0,
+                0,
                 "every match end, byte offsets, pre-encoded input",
-            )
+            ),
         )
 
         def with_hyperscan_deduplicated() -> int:
@@ -181,14 +172,60 @@ def compare_engines(texts: Sequence[str], repeats: int = 5) -> list[EngineResult
                 total += len(longest)
             return total
 
-        elapsed, count = _best_of(repeats, with_hyperscan_deduplicated)
-        results.append(
+        _later(
+            with_hyperscan_deduplicated,
             EngineResult(
                 "hyperscan + longest per start",
-                len(texts) / elapsed,
-                count,
+                0.0,
+                0,
                 "still no boundary checks, byte offsets",
-            )
+            ),
+        )
+        match_at = CANDIDATES.match
+
+        def on_start(_id: int, start: int, _end: int, _flags: int, starts: Any) -> None:
+            starts.add(start)
+
+        def hyperscan_candidates(text: str) -> list[re.Match[str]]:
+            """re's exact candidates, found by asking re only where hyperscan saw a
+            match start (the look-around-free branches find a superset of starts)."""
+            data = text.encode("utf-8")
+            starts: set[int] = set()
+            database.scan(data, match_event_handler=on_start, context=starts)
+            found: list[re.Match[str]] = []
+            reached = 0
+            ascii_only = len(data) == len(text)
+            for byte_start in sorted(starts):
+                start = (
+                    byte_start
+                    if ascii_only
+                    else len(data[:byte_start].decode("utf-8", errors="ignore"))
+                )
+                if start < reached:
+                    continue
+                match = match_at(text, start)
+                if match is not None:
+                    found.append(match)
+                    reached = match.end()
+            return found
+
+        mismatched = sum(
+            [(m.lastgroup, m.span()) for m in hyperscan_candidates(t)]
+            != [(m.lastgroup, m.span()) for m in CANDIDATES.finditer(t)]
+            for t in texts
+        )
+
+        def with_hyperscan_then_re() -> int:
+            return sum(len(hyperscan_candidates(t)) for t in texts)
+
+        _later(
+            with_hyperscan_then_re,
+            EngineResult(
+                "hyperscan, then re.match at each start",
+                0.0,
+                0,
+                f"the same candidates as re ({mismatched} documents differ)",
+            ),
         )
         digits = b"1" * 100_000
         calls = [0]
@@ -225,15 +262,24 @@ def compare_engines(texts: Sequence[str], repeats: int = 5) -> list[EngineResult
         def with_aho() -> int:
             return sum(1 for t in texts for _ in automaton.iter(t))
 
-        elapsed, count = _best_of(repeats, with_aho)
-        results.append(
+        _later(
+            with_aho,
             EngineResult(
                 "pyahocorasick",
-                len(texts) / elapsed,
-                count,
+                0.0,
+                0,
                 "fixed anchors only: cannot express digit shapes",
-            )
+            ),
         )
     except ImportError:
         results.append(EngineResult("pyahocorasick", 0.0, 0, "not installed (extra 'bench')"))
+    # Passes taken in turn, so that the load of a shared machine falls on all alike.
+    best = [float("inf")] * len(timed)
+    for _ in range(repeats):
+        for n, (result, run) in enumerate(timed):
+            started = time.perf_counter()
+            result.matches = run()
+            best[n] = min(best[n], time.perf_counter() - started)
+    for n, (result, _) in enumerate(timed):
+        result.docs_per_second = len(texts) / best[n]
     return results

@@ -6,13 +6,14 @@ string value of a JSON document at any depth, with dotted paths.
 
 Engine choice, measured on the labelled corpus (`python -m bench.pii` prints
 the current numbers; the reasoning is in bench/pii/engines.py): Python `re`
-with this one alternation is kept. google-re2 was slower here and has no
-look-behind; hyperscan's raw pass is 1.6-2.5x faster but returns every
-overlapping match end without the boundary checks, in byte offsets, and on a
-long digit run makes one Python callback per match end (400,000 for 100,000
-digits, several times slower than `re`); pyahocorasick matches fixed strings
-only. The whole detector runs at about 2x the time of the bare `re` pass
-(the floor).
+with this one alternation is kept, as the fastest way to these candidates.
+google-re2 was slower and has no look-behind. Hyperscan's raw pass is 1.4-2.5x
+faster but reports every overlapping match end, without the boundary checks,
+in byte offsets; turning that into the same candidates (re.match at each
+start it reports) ran at 0.65-1.0x of re, and a long digit run costs it one
+Python callback per match end (400,000 for 100,000 digits). pyahocorasick
+matches fixed strings only. The whole detector runs at about 2x the time of
+the bare `re` pass (the floor).
 
 Limits (documented, enforced): a JSON document nested deeper than
 `max_json_depth` (default 512) raises ScanLimitError naming the path; texts
