@@ -122,8 +122,11 @@ def verify(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Recompute every hash, the chain, the Merkle roots and every signature. Exit 0 when intact,
-    1 with the first bad record, its segment, byte offset and what is wrong."""
+    """Recompute every hash, the chain, the Merkle roots and every signature.
+
+    Exit 0 when intact; 1 with the first bad record, its segment, byte offset and what is
+    wrong.
+    """
     try:
         keys = _keys(public_key)
         witness = load_tree_head(tree_head) if tree_head is not None else None
@@ -291,8 +294,11 @@ def subject(
     public_key: PublicKeyOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the records as JSON.")] = False,
 ) -> None:
-    """Every record about one person (GDPR Article 15): computes their pseudonyms with the
-    keyring and searches for them; the log never holds the identifier itself."""
+    """Every record about one person (GDPR Article 15 access requests).
+
+    Computes the person's pseudonyms with the keyring and searches for them; the log never
+    holds the identifier itself.
+    """
     from rich.table import Table
 
     from audit.subject import find_subject, load_pseudonym_keys, subject_pseudonyms
@@ -391,9 +397,12 @@ def export(
     ] = None,
     public_key: PublicKeyOption = None,
 ) -> None:
-    """The report for the DPO and the auditor: verification status first, then totals by
-    decision, stream, rule and destination, denied egress, placement, policies, key rotations
-    and decisions over time. Exit 1 when the log does not verify (the report is still written)."""
+    """Write the report for the DPO and the auditor (HTML, JSON, CSV or a verifiable bundle).
+
+    Verification status first, then totals by decision, stream, rule and destination, denied
+    egress, placement attestations, policies in force, key rotations and decisions over time.
+    Exit 1 when the log does not verify (the report is still written, saying so).
+    """
     from audit.canonical import parse_timestamp
     from audit.export import FORMATS, write_bundle, write_csv, write_html, write_json
     from audit.report import build_report

@@ -19,6 +19,7 @@ from audit.segments import list_segments
 from audit.verify import verify_log
 
 CHILD = Path(__file__).with_name("crash_child.py")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def read_records(log_dir: Path) -> list[dict[str, object]]:
@@ -97,7 +98,7 @@ def test_damage_in_the_middle_is_refused_not_cut(log_dir: Path, signing_key: Sig
 
 
 def _run_and_kill(log_dir: Path, key_path: Path, rng: random.Random) -> set[int]:
-    env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     child = subprocess.Popen(
         [sys.executable, str(CHILD), str(log_dir), str(key_path)],
         stdout=subprocess.PIPE,
