@@ -214,35 +214,27 @@ def _scan_line(
             _err(f"line {number}: not valid JSON ({exc.msg}, char {exc.pos}); skipped")
             return records
         try:
-            found = detector.scan_json(doc)
+            for path, value in detector.strings(doc):
+                for f in detector.scan(value):
+                    record = {
+                        "line": number,
+                        "field": path,
+                        "start": f.start,
+                        "end": f.end,
+                        "type": f.type,
+                        "synthetic": f.synthetic,
+                    }
+                    if show_values:
+                        record["value"] = value[f.start : f.end]
+                    records.append(record)
         except ScanLimitError as exc:
             stats.skipped_lines += 1
             _err(f"line {number}: {exc}; skipped")
-            return records
-        for path, f in found:
-            record = {
-                "line": number,
-                "field": path,
-                "start": f.start,
-                "end": f.end,
-                "type": f.type,
-                "synthetic": f.synthetic,
-            }
-            if show_values:
-                record["value"] = _value_at(doc, path)[f.start : f.end]
-            records.append(record)
+            return []
     for r in records:
         stats.findings[r["type"]] += 1
         stats.synthetic += bool(r["synthetic"])
     return records
-
-
-def _value_at(doc: Any, path: str) -> str:
-    node = doc
-    if path:
-        for part in path.split("."):
-            node = node[int(part)] if isinstance(node, list) else node[part]
-    return str(node)
 
 
 def _summary(stats: ScanStats) -> None:

@@ -23,7 +23,7 @@ only start at the beginning of a run, which keeps the scan linear.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
 from gateway.pii.errors import ScanLimitError
@@ -191,37 +191,31 @@ class Detector:
 
         Paths join object keys and list indices with dots (`order.items.3.note`);
         object keys themselves are not scanned (they are schema, not data).
-        Nesting deeper than `max_json_depth` raises ScanLimitError. Iterative,
-        so deep documents cannot exhaust the Python stack.
+        Nesting deeper than `max_json_depth` raises ScanLimitError.
         """
-        results: list[tuple[str, Finding]] = []
+        return [(path, f) for path, text in self.strings(obj) for f in self.scan(text)]
+
+    def strings(self, obj: Any) -> Iterator[tuple[str, str]]:
+        """Every string value of a JSON document with its dotted path, in document
+        order. Iterative, so deep documents cannot exhaust the Python stack;
+        deeper than `max_json_depth` raises ScanLimitError naming the path."""
         stack: list[tuple[str, Any, int]] = [("", obj, 0)]
         limit = self._max_json_depth
         while stack:
             path, value, depth = stack.pop()
             if isinstance(value, str):
-                for finding in self.scan(value):
-                    results.append((path, finding))
-            elif isinstance(value, Mapping):
+                yield path, value
+            elif isinstance(value, Mapping | list | tuple):
                 if depth >= limit:
                     raise ScanLimitError(
                         f"JSON nested deeper than {limit} levels at {path or '<root>'}; "
                         "flatten the document or raise max_json_depth"
                     )
-                items = list(value.items())
+                items = (
+                    list(value.items()) if isinstance(value, Mapping) else list(enumerate(value))
+                )
                 for key, child in reversed(items):
                     stack.append((f"{path}.{key}" if path else str(key), child, depth + 1))
-            elif isinstance(value, list | tuple):
-                if depth >= limit:
-                    raise ScanLimitError(
-                        f"JSON nested deeper than {limit} levels at {path or '<root>'}; "
-                        "flatten the document or raise max_json_depth"
-                    )
-                for index in range(len(value) - 1, -1, -1):
-                    stack.append(
-                        (f"{path}.{index}" if path else str(index), value[index], depth + 1)
-                    )
-        return results
 
     def types_by_field(self, obj: Any) -> dict[str, tuple[PiiType, ...]]:
         """The PII types found per dotted field path: the `detected` argument of

@@ -242,3 +242,15 @@ def test_keys_new_will_not_overwrite_without_force(
     again = runner.invoke(app, ["keys", "new", "-k", str(ring_path)])
     assert again.exit_code == 1 and "already exists" in again.stderr
     assert runner.invoke(app, ["keys", "new", "-k", str(ring_path), "--force"]).exit_code == 0
+
+
+def test_show_values_works_for_keys_with_dots_and_digits(
+    app: typer.Typer, runner: CliRunner
+) -> None:
+    line = orjson.dumps({"kunde.epost": "a@b.no", "0": [f"fnr {FNR}"]}).decode()
+    result = runner.invoke(app, ["pii", "scan", "--jsonl", "--show-values", "-"], input=line)
+    assert result.exit_code == 0, result.output
+    assert [(r["field"], r["value"]) for r in _records(result.stdout)] == [
+        ("kunde.epost", "a@b.no"),
+        ("0.0", FNR),
+    ]

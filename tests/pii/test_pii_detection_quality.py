@@ -285,3 +285,8 @@ def test_types_by_field_gives_the_policy_engine_its_detected_mapping() -> None:
         "note": ("fodselsnummer", "phone"),
         "meta.ip": ("ip_address",),
     }
+
+
+def test_strings_walks_a_document_in_order_with_paths() -> None:
+    doc = {"a": ["x", {"b": "y"}], "c": 3, "d": "z"}
+    assert list(Detector().strings(doc)) == [("a.0", "x"), ("a.1.b", "y"), ("d", "z")]
