@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+import yaml
 
 from tests.e2e.support import (
     FJORDGATE,
@@ -28,6 +29,7 @@ from tests.e2e.support import (
     plant_geo,
     processor_setup,
 )
+from tests.location.conftest import TELENOR
 
 
 def _tables(dsn: str) -> set[str]:
@@ -199,3 +201,28 @@ def _verify_strict(audit_dir: Path, signing_key: Path, tmp_path: Path) -> int:
         timeout=300,
     )
     return verify.returncode
+
+
+@pytest.mark.kafka
+@pytest.mark.xfail(
+    strict=True,
+    reason="gateway/config.py PlacementConfigModel has no site_networks (doctor's placement "
+    "config has): brokers on a private network, which no GeoIP database knows, fail "
+    "kafka.brokers ('in no known country') and the gateway can never start in enforce mode",
+)
+def test_gateway_starts_with_brokers_on_a_declared_site_network(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    policy = norway_strict_copy(tmp_path, mode="enforce")
+    # A geo database that knows nothing of 127.0.0.0/8, like any real one for 10.0.0.0/8.
+    geo = plant_geo(tmp_path / "geo", ({"192.0.2.0/24": "NO"}, {"192.0.2.0/24": TELENOR}))
+    gw = gateway_setup(tmp_path / "gateway", kafka_bootstrap, policy, geo)
+    config = yaml.safe_load(gw.config.read_text())
+    config["placement"]["site_networks"] = {"127.0.0.0/8": "NO"}
+    gw.config.write_text(yaml.safe_dump(config))
+    served = gw.served(tmp_path / "gateway.log")
+    served.start()
+    try:
+        served.wait_ready()
+    finally:
+        served.terminate()
