@@ -120,6 +120,15 @@ def verify(
     strict: Annotated[
         bool, typer.Option("--strict", help="Fail when the newest records are not yet signed.")
     ] = False,
+    archive: Annotated[
+        Path | None,
+        typer.Option(
+            "--archive",
+            help="Where `audit archive` moved old segments: verify the "
+            "whole log from record 0 (default: from the archive checkpoint).",
+            file_okay=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Recompute every hash, the chain, the Merkle roots and every signature.
@@ -140,7 +149,12 @@ def verify(
     reports = []
     with log_progress(directory, "verifying") as progress:
         for log in logs:
-            reports.append(verify_log(log, keys, progress=progress, witness=witness))
+            archived = None
+            if archive is not None:
+                archived = archive / log.name if (archive / log.name).is_dir() else archive
+            reports.append(
+                verify_log(log, keys, progress=progress, witness=witness, archive=archived)
+            )
     failed = [r for r in reports if not r.ok or (strict and r.warnings)]
     if as_json:
         typer.echo(
@@ -179,6 +193,46 @@ def verify(
                 typer.echo(f"     warning: {warning}")
     if failed:
         raise typer.Exit(1)
+
+
+@app.command("archive")
+def archive_command(
+    directory: Annotated[
+        Path, typer.Argument(help="A log directory, or one holding instance logs.")
+    ],
+    before: Annotated[
+        str, typer.Option("--before", help="Archive sealed segments signed before this time (UTC).")
+    ],
+    to: Annotated[
+        Path, typer.Option("--to", help="The archive directory (one subdirectory per log).")
+    ],
+) -> None:
+    """Retention: move whole sealed segments older than --before into an archive.
+
+    The log must verify first; each moved segment keeps its final signed tree head, and a
+    checkpoint (signed root, Merkle frontier, key records with inclusion proofs) lets the
+    writer and `verify` continue without them. Nothing is deleted before the copies are
+    fsynced and compared.
+    """
+    from audit.archive import archive_segments
+    from audit.canonical import parse_timestamp
+
+    try:
+        cutoff = parse_timestamp(before)
+    except ValueError as exc:
+        raise _fail(f"--before: {exc}; use e.g. 2026-01-01 or 2026-01-01T00:00:00Z") from exc
+    logs = instance_logs(directory)
+    if not logs:
+        raise _fail(f"{directory}: no audit log here")
+    for log in logs:
+        try:
+            result = archive_segments(log, to, cutoff)
+        except AuditError as exc:
+            raise _fail(str(exc), 1) from exc
+        moved = ", ".join(result.segments) or "nothing (no sealed segment is old enough)"
+        typer.echo(
+            f"{log}: archived {moved}; {result.records_archived:,} records now in {to / log.name}"
+        )
 
 
 @app.command("prove")

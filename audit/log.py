@@ -623,8 +623,22 @@ class AuditLog:
 
 def _replay(directory: Path) -> _Replay:
     """Read an existing log: rebuild the chain and Merkle frontier, find a torn tail."""
+    from audit.archive import load_checkpoint  # archive builds on this module
+
     state = _Replay()
+    checkpoint = load_checkpoint(directory)
     segments = list_segments(directory)
+    if checkpoint is not None:
+        # Archived segments are gone from here; continue from their checked checkpoint.
+        state.log_id = checkpoint.log_id
+        state.key_id = checkpoint.key_in_force.key_id
+        state.size = state.covered = checkpoint.tree_size
+        state.prev = checkpoint.prev
+        state.frontier = MerkleFrontier.from_subtrees(
+            checkpoint.tree_size, checkpoint.frontier.subtrees()
+        )
+        state.segment_index = checkpoint.through_segment
+        segments = [(i, p) for i, p in segments if i > checkpoint.through_segment]
     for position, (index, path) in enumerate(segments):
         last_segment = position == len(segments) - 1
         data = path.read_bytes()

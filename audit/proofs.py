@@ -42,6 +42,11 @@ def _verified(
     )
     if report.problem is not None:
         raise ProofError(f"the log does not verify, so no proof is given: {report.problem}")
+    if report.archived_records:
+        raise ProofError(
+            f"{directory}: records 0..{report.archived_records - 1} are archived; proofs need "
+            "every leaf: copy the archived segments back beside the live ones and prove there"
+        )
     if report.latest_tree_head is None:
         raise ProofError(f"{directory}: the log has no signed tree head yet")
     return report, (found or None)

@@ -11,7 +11,9 @@ from typing import Any
 
 import orjson
 
+from audit.archive import CHECKPOINT_FILE, Checkpoint, load_checkpoint
 from audit.canonical import canonical_json
+from audit.errors import AuditError
 from audit.keys import PublicKey
 from audit.log import FORMAT, GENESIS_PREV, SIGNING_KEY_ROTATION
 from audit.merkle import MerkleFrontier, leaf_hash
@@ -64,8 +66,9 @@ class VerificationReport:
     warnings: list[str] = field(default_factory=list)
     keys: list[KeyEvent] = field(default_factory=list)
     heads: list[SignedTreeHead] = field(default_factory=list)
-    leaves: list[bytes] = field(default_factory=list)
+    leaves: list[bytes] = field(default_factory=list)  # of the records read (not archived ones)
     pinned: bool = False
+    archived_records: int = 0  # records before the archive checkpoint, not read here
 
     @property
     def ok(self) -> bool:
@@ -122,6 +125,23 @@ class _LogVerifier:
         self.witness_root: bytes | None = None
         self.sealed = False  # the last entry read is a segment's sealing tree head
         self.previous_at: tuple[str, int] | None = None  # where the last record starts
+
+    def start_from(self, checkpoint: Checkpoint) -> None:
+        """Continue after archived segments from their (already checked) checkpoint."""
+        self.frontier = MerkleFrontier.from_subtrees(
+            checkpoint.tree_size, checkpoint.frontier.subtrees()
+        )
+        self.prev = checkpoint.prev
+        self.key = checkpoint.key_in_force
+        self.covered = checkpoint.tree_size
+        self.report.log_id = checkpoint.log_id
+        self.report.records = checkpoint.tree_size
+        self.report.archived_records = checkpoint.tree_size
+        self.report.heads.append(checkpoint.tree_head)
+        self.report.keys.extend(
+            KeyEvent(seq, key.key_id, key.base64, "") for seq, key in checkpoint.keys
+        )
+        self.sealed = True
 
     def entry(self, line: bytes, segment: int, segment_name: str, offset: int) -> None:
         try:
@@ -323,24 +343,39 @@ def verify_log(
     keep_leaves: bool = False,
     progress: ProgressCallback | None = None,
     witness: SignedTreeHead | None = None,
+    archive: Path | None = None,
 ) -> VerificationReport:
     """Verify one log directory. `public_keys` pins the signing key (recommended); without it
     the key in the log's first record is used and the report says it is not pinned. `witness`
-    is a tree head obtained earlier: the log must still contain it (detects cut-off tails)."""
+    is a tree head obtained earlier: the log must still contain it (detects cut-off tails).
+    `archive` holds segments moved out by `audit archive`: with it the whole log is verified
+    from record 0; without it, verification starts from the archive checkpoint."""
     report = VerificationReport(directory=directory)
     verifier = _LogVerifier(report, public_keys, visitor, keep_leaves, witness)
     segments = list_segments(directory) if directory.is_dir() else []
+    if archive is not None and archive.is_dir():
+        live = {index for index, _ in segments}
+        segments = sorted([s for s in list_segments(archive) if s[0] not in live] + segments)
     report.segments = len(segments)
     if not segments:
         report.problem = Problem(str(directory), 0, None, "no segment files: not an audit log")
         return report
     current_name, current_offset = segments[0][1].name, 0
+    first = 1
     try:
+        try:
+            checkpoint = load_checkpoint(directory)
+        except AuditError as exc:
+            current_name = CHECKPOINT_FILE
+            raise _Failed(str(exc)) from exc
+        if checkpoint is not None and segments[0][0] != 1:
+            verifier.start_from(checkpoint)
+            first = checkpoint.through_segment + 1
         for position, (index, path) in enumerate(segments):
             current_name, current_offset = path.name, 0
-            if index != position + 1:
+            if index != position + first:
                 raise _Failed(
-                    f"segment {position + 1} is missing (found segment {index} next)",
+                    f"segment {position + first} is missing (found segment {index} next)",
                 )
             data = path.read_bytes()
             verifier.sealed = False
@@ -365,6 +400,12 @@ def verify_log(
                 )
         current_offset = -1
         verifier.finish()
+        if checkpoint is not None and checkpoint.tree_head not in report.heads:
+            current_name = CHECKPOINT_FILE
+            raise _Failed(
+                "the archive checkpoint's tree head is not in the log: the archived segments "
+                "given are not the ones the checkpoint was made from"
+            )
     except _Failed as failure:
         if failure.where is not None:
             current_name, current_offset = failure.where
