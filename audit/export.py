@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from audit.archive import CHECKPOINT_FILE, checkpoint_path
 from audit.keys import PublicKey
 from audit.log import SIGNING_KEY_ROTATION
 from audit.report import AuditReport, EventList
@@ -191,6 +192,8 @@ def write_bundle(report: AuditReport, directory: Path, path: Path) -> None:
             target.mkdir(parents=True, exist_ok=True)
             for _, segment in list_segments(log):
                 shutil.copyfile(segment, target / segment.name)
+            if checkpoint_path(log).exists():  # segments archived earlier: verify from it
+                shutil.copyfile(checkpoint_path(log), target / CHECKPOINT_FILE)
             manifest["logs"].append(
                 {
                     "instance": status.name,

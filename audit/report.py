@@ -35,6 +35,7 @@ class InstanceStatus:
     latest_tree_head_time: str | None
     problem: str | None
     warnings: list[str]
+    archived_records: int = 0  # before an archive checkpoint: counted, not read
 
     @classmethod
     def of(cls, name: str, report: VerificationReport) -> InstanceStatus:
@@ -52,6 +53,7 @@ class InstanceStatus:
             latest_tree_head_time=head.timestamp if head else None,
             problem=str(report.problem) if report.problem else None,
             warnings=list(report.warnings),
+            archived_records=report.archived_records,
         )
 
 

@@ -218,6 +218,10 @@ def _event_table(
     )
 
 
+def _archived_note(count: int) -> str:
+    return f"<br><span class='muted'>{count:,} archived</span>" if count else ""
+
+
 def _cell(key: str, value: Any) -> str:
     if key in ("policy_hash", "kept_policy_hash") and value:
         text = str(value)
@@ -299,7 +303,9 @@ def render_html(report: AuditReport, title: str = "fjordgate audit report") -> s
     )
     instances_rows = "".join(
         f"<tr><td>{_e(i.name)}</td><td><code>{_e(i.log_id)}</code></td>"
-        f"<td class='num'>{i.records:,}</td><td class='num'>{i.tree_heads:,}</td>"
+        f"<td class='num'>{i.records:,}"
+        f"{_archived_note(i.archived_records)}"
+        f"</td><td class='num'>{i.tree_heads:,}</td>"
         f"<td class='num'>{i.segments}</td><td><code title='{_e(i.latest_root)}'>"
         f"{_e((i.latest_root or '-')[:16])}…</code></td><td>{_cell('ts', i.latest_tree_head_time)}"
         f"</td><td>{_INTACT if i.intact else _FAILED}"

@@ -103,3 +103,22 @@ def test_archive_refuses_a_log_that_does_not_verify(tmp_path: Path) -> None:
     with pytest.raises(AuditError, match="does not verify"):
         archive_segments(log_dir, tmp_path / "archive", T0 + timedelta(days=5))
     assert len(list_segments(log_dir)) > 3  # nothing moved
+
+
+def test_bundle_of_an_archived_log_verifies(tmp_path: Path) -> None:
+    key = SigningKey.generate()
+    log_dir = tmp_path / "logs" / "gw-1"
+    write_days(log_dir, key, 8, T0)
+    archive_segments(log_dir, tmp_path / "archive", T0 + timedelta(days=5))
+    runner = CliRunner()
+    out = tmp_path / "bundle"
+    result = runner.invoke(
+        app, ["audit", "export", str(tmp_path / "logs"), "--format", "bundle", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / "logs" / "gw-1" / CHECKPOINT_FILE).exists()
+    key.public_key.export(tmp_path / "public.pem")
+    result = runner.invoke(
+        app, ["audit", "verify", str(out / "logs"), "--public-key", str(tmp_path / "public.pem")]
+    )
+    assert result.exit_code == 0, result.output
