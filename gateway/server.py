@@ -1,9 +1,8 @@
 """Running the gateway's ASGI app: uvicorn in the foreground (`serve`) or in a thread (demo, tests).
 
-uvicorn was chosen by measurement over granian for this app (bench/gateway,
-`servers` table): with batches of hundreds of events per request, the
-server's per-request cost is a small share, and uvicorn runs in-process, in
-a thread, which the embedded demo needs.
+uvicorn was chosen by measurement over granian for this app (numbers in
+gateway/http.py's docstring and bench/gateway): equal within noise, and
+uvicorn runs in-process in a thread, which the embedded demo needs.
 """
 
 from __future__ import annotations

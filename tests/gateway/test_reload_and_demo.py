@@ -174,3 +174,10 @@ def test_fjordgate_demo_prints_the_summary_and_the_paths(tmp_path: Path) -> None
     assert "audit log" in result.output and "SQLite results" in result.output
     assert "HTML report" in result.output and "report.html" in result.output
     assert "without a GeoIP database" in result.output
+
+
+def test_the_example_configuration_is_valid() -> None:
+    example = Path(__file__).resolve().parents[2] / "gateway" / "examples" / "gateway.yaml"
+    config = GatewayConfig.load(example)
+    assert config.kafka.ingress_streams == ["norway-traffic"]
+    assert config.api_keys[0].digest.startswith("sha256:")
