@@ -215,7 +215,7 @@ def _scan_line(
             return records
         try:
             for path, value in detector.strings(doc):
-                for f in detector.scan(value):
+                for f in detector.scan(value, context=path.rpartition(".")[2]):
                     record = {
                         "line": number,
                         "field": path,

@@ -307,13 +307,20 @@ class CorpusBuilder:
     def wrong_type(self) -> tuple[str, str]:
         """Right length, wrong kind: an IBAN of another country's length, mod-11-valid
         9 digits outside the organisation-number series, 8-digit dates, Luhn-valid
-        numbers of no card scheme, 10-digit order ids.
-
-        (No 11-digit kind here: every 11-digit number whose last digit passes the
-        account mod-11 *is* a valid kontonummer.)"""
+        numbers of no card scheme, 10-digit order ids, and order ids that pass the
+        account or organisation-number mod-11 by chance, written bare with no word
+        that makes them one."""
         rng = self.rng
         kind = rng.choice(
-            ["iban_other_country", "orgnr_series", "date8", "luhn_no_scheme", "order_id"]
+            [
+                "iban_other_country",
+                "orgnr_series",
+                "date8",
+                "luhn_no_scheme",
+                "order_id",
+                "account_checksum_order_id",
+                "orgnr_checksum_order_id",
+            ]
         )
         while True:
             if kind == "iban_other_country":
@@ -330,6 +337,14 @@ class CorpusBuilder:
             elif kind == "luhn_no_scheme":
                 body = rng.choice("19") + "".join(rng.choice("0123456789") for _ in range(14))
                 value = body + stdnum_luhn.calc_check_digit(body)
+            elif kind == "account_checksum_order_id":
+                # 11 digits that pass the account mod-11 by chance (one in eleven do),
+                # written bare in a sentence about an order: not an account number.
+                value = self.kontonr()
+                return value, f"wrong_type:{kind}"
+            elif kind == "orgnr_checksum_order_id":
+                value = self.orgnr()
+                return value, f"wrong_type:{kind}"
             else:
                 value = f"{rng.randrange(10**9, 10**10)}"  # a 10-digit order id
             if not _valid_as_any(value):

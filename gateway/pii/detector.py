@@ -4,6 +4,13 @@
 `Finding`s with character offsets; `scan_json(obj)` does the same for every
 string value of a JSON document at any depth, with dotted paths.
 
+Bare numbers that only a mod-11 vouches for need a word: an 11-digit number
+that is not a valid personal number is a kontonummer when written in the
+account grouping (1234.56.78903) or after "konto"/"account" in the same
+sentence or field name; a contiguous 9-digit number is an organisation number
+after "org"/"foretak"/"enhet"/"mva" (the 123 456 789 grouping needs none).
+One random order id in eleven passes a mod-11; these rules keep them out.
+
 Engine choice, measured on the labelled corpus (`python -m bench.pii` prints
 the current numbers; the reasoning is in bench/pii/engines.py): Python `re`
 with this one alternation is kept, as the fastest way to these candidates.
@@ -23,6 +30,7 @@ only start at the beginning of a run, which keeps the scan linear.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
@@ -42,15 +50,34 @@ DEFAULT_MAX_JSON_DEPTH: Final = 512
 # Characters of an e-mail local part (RFC 5322 atext and dots, plus letters such as æøå).
 _LOCAL_PART_SYMBOLS: Final = frozenset("!#$%&'*+-/=?^_`{|}~.")
 _LOCAL_PART_MAX: Final = 64
-# How far before an 11-digit number to look for the word "konto" when the number is
-# both a valid fødselsnummer and a valid kontonummer.
-_ACCOUNT_CONTEXT_CHARS: Final = 40
+# How far before a bare number to look for words that say what it is.
+_CONTEXT_CHARS: Final = 40
+# Words that make a bare number an account or organisation number. Without them (or
+# the written grouping of those numbers) a bare 11- or 9-digit number is not reported
+# unless it is a valid personal number: one random order id in eleven passes a mod-11.
+_ACCOUNT_WORDS: Final = ("konto", "account", "kto")
+_SENTENCE_END: Final = re.compile(r"[.!?]\s+(?=[A-ZÆØÅ])|\n")
+_ORGANISATION_WORDS: Final = ("org", "foretak", "enhet", "mva", "brreg", "brønnøysund")
 _SEPARATORS: Final = str.maketrans("", "", " .-+")
 
 
 def _only_digits(text: str) -> str:
     """The digits of a candidate (its separators are only spaces, dots, dashes, plus)."""
     return text.translate(_SEPARATORS)
+
+
+def _says(text: str, start: int, context: str, words: tuple[str, ...]) -> bool:
+    """Whether one of `words` comes shortly before `start` in the same sentence, or in
+    the context (a field name)."""
+    before = text[max(0, start - _CONTEXT_CHARS) : start]
+    # A sentence ends at a full stop, "!" or "?" before a capital, or a newline; the dot
+    # of an abbreviation ("org.nr. 974 760 673") is no end.
+    boundaries = [m.end() for m in _SENTENCE_END.finditer(before)]
+    # A word speaks for the first number after it, not for one after that.
+    last_digit = max(before.rfind(digit) for digit in "0123456789")
+    since = max(boundaries[-1] if boundaries else 0, last_digit + 1)
+    near = (context + " " + before[since:]).lower()
+    return any(word in near for word in words)
 
 
 class Detector:
@@ -77,8 +104,13 @@ class Detector:
     def types(self) -> frozenset[str]:
         return self._types
 
-    def scan(self, text: str) -> list[Finding]:
-        """Every finding in `text`, in order, offsets in characters; never overlapping."""
+    def scan(self, text: str, *, context: str = "") -> list[Finding]:
+        """Every finding in `text`, in order, offsets in characters; never overlapping.
+
+        `context` is read like the words before each candidate (scan_json passes
+        the field's name): "kontonummer" or "orgnr" there makes a bare number an
+        account or organisation number.
+        """
         findings: list[Finding] = []
         types = self._types
         for match in CANDIDATES.finditer(text):
@@ -90,18 +122,20 @@ class Detector:
                 written = match.group()
                 verdict, account = classify_eleven(_only_digits(written))
                 # Every valid personal number also passes the account mod-11 (its second
-                # check digit uses the same weights): the account grouping (1234.56.78903,
-                # 1234 56 78903) or the word "konto" just before makes it an account number.
-                if account and (
-                    verdict is None or len(written) == 13 or self._says_account(text, start)
-                ):
+                # check digit uses the same weights), and so does one random 11-digit
+                # number in eleven: the account grouping (1234.56.78903, 1234 56 78903)
+                # or an account word just before makes it an account number.
+                if account and (len(written) == 13 or _says(text, start, context, _ACCOUNT_WORDS)):
                     verdict = ("kontonummer", False)
                 if verdict is None:
                     continue
                 found, synthetic = verdict
             elif shape == "nine":
-                verdict = classify_organisasjonsnummer(_only_digits(match.group()))
-                if verdict is None:
+                written = match.group()
+                verdict = classify_organisasjonsnummer(_only_digits(written))
+                if verdict is None or (
+                    len(written) == 9 and not _says(text, start, context, _ORGANISATION_WORDS)
+                ):
                     continue
                 found, synthetic = verdict
             elif shape == "email":
@@ -162,13 +196,6 @@ class Detector:
         return findings
 
     @staticmethod
-    def _says_account(text: str, start: int) -> bool:
-        """Whether the word "konto" comes shortly before `start`, in the same sentence."""
-        before = text[max(0, start - _ACCOUNT_CONTEXT_CHARS) : start]
-        sentence_start = max(before.rfind(". "), before.rfind("\n"), before.rfind("! "))
-        return "konto" in before[sentence_start + 1 :].lower()
-
-    @staticmethod
     def _local_part_start(text: str, at: int) -> int:
         """Where the local part before the '@' at `at` starts, or -1 if there is none."""
         i = at
@@ -193,7 +220,11 @@ class Detector:
         object keys themselves are not scanned (they are schema, not data).
         Nesting deeper than `max_json_depth` raises ScanLimitError.
         """
-        return [(path, f) for path, text in self.strings(obj) for f in self.scan(text)]
+        return [
+            (path, f)
+            for path, text in self.strings(obj)
+            for f in self.scan(text, context=path.rpartition(".")[2])
+        ]
 
     def strings(self, obj: Any) -> Iterator[tuple[str, str]]:
         """Every string value of a JSON document with its dotted path, in document

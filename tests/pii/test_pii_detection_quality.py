@@ -290,3 +290,57 @@ def test_types_by_field_gives_the_policy_engine_its_detected_mapping() -> None:
 def test_strings_walks_a_document_in_order_with_paths() -> None:
     doc = {"a": ["x", {"b": "y"}], "c": 3, "d": "z"}
     assert list(Detector().strings(doc)) == [("a.0", "x"), ("a.1.b", "y"), ("d", "z")]
+
+
+# -- chance hits on random numbers -------------------------------------------------------------
+
+
+def test_chance_hits_on_random_numbers_are_reported_and_bounded(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Random digit strings in a neutral sentence: what share is reported, and as what.
+
+    A check digit lets through one random number in ten or eleven; the words
+    around (none here) and the written grouping keep most of those out.
+    """
+    import random
+
+    rng = random.Random(7)
+    detector = Detector()
+    rows = []
+    for length in (8, 9, 11, 16):
+        hits: Counter[str] = Counter()
+        trials = 3000
+        for _ in range(trials):
+            number = "".join(rng.choice("0123456789") for _ in range(length))
+            for finding in detector.scan(f"Referanse {number} i saken."):
+                hits[finding.type] += 1
+        rows.append((length, trials, hits))
+    with capsys.disabled():
+        print("\n\nChance hits on random digit strings ('Referanse <n> i saken.'):\n")
+        print("| digits | trials | reported as |")
+        print("| ---: | ---: | --- |")
+        for length, trials, hits in rows:
+            shares = ", ".join(f"{t} {n / trials:.2%}" for t, n in hits.most_common()) or "none"
+            print(f"| {length} | {trials} | {shares} |")
+        print()
+    by_length = {length: hits for length, _, hits in rows}
+    # 8 digits: contiguous mobile numbers (first digit 4 or 9) are phones: ~20 %.
+    assert 0.15 < by_length[8]["phone"] / 3000 < 0.25
+    # 9 digits: bare, without an organisation word, never reported.
+    assert by_length[9] == Counter()
+    # 11 digits: only the valid personal numbers (both check digits and a real date).
+    assert set(by_length[11]) <= {"fodselsnummer", "d_nummer", "h_nummer"}
+    assert sum(by_length[11].values()) / 3000 < 0.01
+    # 16 digits: Luhn (1 in 10) times the share of card-scheme prefixes.
+    assert sum(by_length[16].values()) / 3000 < 0.05
+
+
+def test_a_field_name_is_context_for_bare_numbers_in_json() -> None:
+    account, org = CorpusBuilder(seed=8).kontonr(), CorpusBuilder(seed=8).orgnr()
+    doc = {"kontonummer": account, "orgnr": org, "ordre": account, "ref": org}
+    assert [(p, f.type) for p, f in Detector().scan_json(doc)] == [
+        ("kontonummer", "kontonummer"),
+        ("orgnr", "organisasjonsnummer"),
+    ]
+    assert Detector().scan(account, context="bankkonto") == [Finding(0, 11, "kontonummer", False)]
