@@ -80,7 +80,7 @@ def build_analyzer() -> Any:
         PhoneRecognizer,
     )
 
-    class PersonalNumberRecognizer(PatternRecognizer):  # type: ignore[misc]
+    class PersonalNumberRecognizer(PatternRecognizer):
         def __init__(self, entity: str, kind: str) -> None:
             self._kind = kind
             super().__init__(
@@ -93,7 +93,7 @@ def build_analyzer() -> Any:
         def validate_result(self, pattern_text: str) -> bool:
             return _personal_kind(pattern_text) == self._kind
 
-    class KontonummerRecognizer(PatternRecognizer):  # type: ignore[misc]
+    class KontonummerRecognizer(PatternRecognizer):
         def __init__(self) -> None:
             super().__init__(
                 supported_entity="NO_KONTONUMMER",
@@ -110,7 +110,7 @@ def build_analyzer() -> Any:
             # only when written in the account grouping or not a personal number.
             return len(pattern_text) == 13 or _personal_kind(number) is None
 
-    class OrgnrRecognizer(PatternRecognizer):  # type: ignore[misc]
+    class OrgnrRecognizer(PatternRecognizer):
         def __init__(self) -> None:
             super().__init__(
                 supported_entity="NO_ORGANISASJONSNUMMER",
