@@ -113,7 +113,7 @@ def scan(
     types: str | None = typer.Option(
         None,
         "--types",
-        help=f"Comma-separated types to look for (default all: {', '.join(PII_TYPES)}).",
+        help="Comma-separated types to look for (default: all; see `fjordgate pii types`).",
     ),
     invalid_utf8: InvalidUtf8 = _INVALID_UTF8_OPTION,
     max_line_bytes: int = typer.Option(
