@@ -44,15 +44,22 @@ class AuditReceipt:
     leaf_hash: str
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Batch:
-    """Records that share one write and one fsync; appenders wait on `done`."""
+    """Records that share one write and one fsync.
 
+    Its creator waits on `turn` and commits it when it reaches the head of the queue; its
+    other appenders wait on `settled`. Both conditions share the log's lock, so a commit wakes
+    exactly the threads it concerns.
+    """
+
+    turn: threading.Condition
+    settled: threading.Condition
     records: list[Mapping[str, Any]] = field(default_factory=list)
-    done: threading.Event = field(default_factory=threading.Event)
     receipts: list[AuditReceipt | AuditError] = field(default_factory=list)
     error: BaseException | None = None
-    action: Callable[[], None] | None = None  # a control step run by the writer instead
+    action: Callable[[], None] | None = None  # a control step committed instead of records
+    finished: bool = False
 
 
 @dataclass(slots=True)
@@ -136,7 +143,8 @@ class AuditLog:
         self._segment_max_age = segment_max_age_s
         self._clock = clock or _now
 
-        self._cond = threading.Condition()
+        self._lock_ = threading.Lock()
+        self._cond = threading.Condition(self._lock_)  # ticker and close wait here
         self._queue: deque[_Batch] = deque()
         self._open_batch: _Batch | None = None
         self._closing = False
@@ -339,19 +347,22 @@ class AuditLog:
             if self._closing or self._failed is not None:
                 raise LogClosed(self._closed_message())
             batch = self._open_batch
-            if (
+            creator = bool(
                 batch is None
                 or len(batch.records) >= self._batch_size
                 or (
                     whole and len(batch.records) + len(records) > self._batch_size and batch.records
                 )
-            ):
-                batch = _Batch()
+            )
+            if creator:
+                batch = self._new_batch()
                 self._open_batch = batch
-                self._queue.append(batch)
+            assert batch is not None
             start = len(batch.records)
             batch.records.extend(records)
-            self._wait_for(batch)
+            if len(batch.records) >= self._batch_size:
+                batch.turn.notify()  # its creator may be lingering for it to fill
+            self._wait_for(batch, creator)
         if batch.error is not None:
             raise LogClosed(self._closed_message()) from batch.error
         results = batch.receipts[start : start + len(records)]
@@ -360,15 +371,22 @@ class AuditLog:
                 raise result
         return results  # type: ignore[return-value]
 
+    def _new_batch(self, action: Callable[[], None] | None = None) -> _Batch:
+        """Under the lock: a batch at the end of the queue."""
+        batch = _Batch(
+            threading.Condition(self._lock_), threading.Condition(self._lock_), action=action
+        )
+        self._queue.append(batch)
+        return batch
+
     def _run_as_commit(self, action: Callable[[], None]) -> None:
         """Run a control step as a commit of its own, in order with the appends before it."""
-        batch = _Batch(action=action)
         with self._cond:
             if self._closing or self._failed is not None:
                 raise LogClosed(self._closed_message())
-            self._queue.append(batch)
+            batch = self._new_batch(action)
             self._open_batch = None
-            self._wait_for(batch)
+            self._wait_for(batch, True)
         if batch.error is not None:
             raise LogClosed(self._closed_message()) from batch.error
 
@@ -404,50 +422,59 @@ class AuditLog:
 
     # ----------------------------------------------------------------- group commit
 
-    def _wait_for(self, batch: _Batch) -> None:
-        """Under the lock: wait until `batch` is committed, leading commits while no one is.
+    def _wait_for(self, batch: _Batch, leads: bool) -> None:
+        """Under the lock: wait until `batch` is committed; its creator commits it.
 
-        Leader/follower group commit: whoever finds no commit in progress takes the oldest
-        batch, writes and fsyncs it in its own thread, then hands over; no thread switch
-        stands between an append and its fsync. Commits stay in arrival order.
+        Leader/follower group commit: the thread that opened a batch writes and fsyncs it
+        itself once every older batch is done, so no thread hand-off stands between an
+        append and its fsync, and commits stay in arrival order.
         """
-        self._cond.notify_all()  # a leader lingering for this batch to fill
-        while not batch.done.is_set():
-            if self._committing or not self._queue:
-                self._cond.wait()
+        while not batch.finished:
+            if not leads:
+                batch.settled.wait()
+            elif not self._committing and self._queue[0] is batch:
+                self._lead(batch)
             else:
-                self._lead()
+                batch.turn.wait()
 
-    def _lead(self) -> None:
-        """Under the lock: commit the oldest queued batch (the lock is released meanwhile)."""
+    def _lead(self, batch: _Batch) -> None:
+        """Under the lock: commit `batch`, the head of the queue (the lock is released while
+        writing)."""
         self._committing = True
-        head = self._queue[0]
         try:
-            if self._linger > 0 and head is self._open_batch:
+            if self._linger > 0 and batch is self._open_batch:
                 deadline = time.monotonic() + self._linger
-                while len(head.records) < self._batch_size and not self._closing:
+                while len(batch.records) < self._batch_size and not self._closing:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
-                    self._cond.wait(remaining)
+                    batch.turn.wait(remaining)
             self._queue.popleft()
-            if head is self._open_batch:
+            if batch is self._open_batch:
                 self._open_batch = None
             self._cond.release()
             try:
-                if head.action is not None:
-                    head.action()
+                if batch.action is not None:
+                    batch.action()
                 else:
-                    head.receipts = self._commit_records(head.records, reason="interval")
+                    batch.receipts = self._commit_records(batch.records, reason="interval")
             except BaseException as exc:
                 self._cond.acquire()
-                self._fail(exc, [head])
+                self._fail(exc, [batch])
                 return
             self._cond.acquire()
-            head.done.set()
+            batch.finished = True
+            batch.settled.notify_all()
         finally:
             self._committing = False
-            self._cond.notify_all()
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Under the lock, after a commit: wake the creator of the next batch, and close or
+        the ticker if they wait for the log to be idle."""
+        if self._queue:
+            self._queue[0].turn.notify()
+        self._cond.notify_all()
 
     def _fail(self, exc: BaseException, taken: list[_Batch]) -> None:
         """Under the lock: fail closed; every waiting appender gets LogClosed."""
@@ -457,7 +484,9 @@ class AuditLog:
         self._open_batch = None
         for waiting in pending:
             waiting.error = exc
-            waiting.done.set()
+            waiting.finished = True
+            waiting.settled.notify_all()
+            waiting.turn.notify_all()
         _note("error", "audit.writer_failed", error=repr(exc))
 
     def _run_ticker(self) -> None:
@@ -479,11 +508,11 @@ class AuditLog:
                     self._cond.acquire()
                     self._committing = False
                     self._fail(exc, [])
-                    self._cond.notify_all()
+                    self._hand_over()
                     return
                 self._cond.acquire()
                 self._committing = False
-                self._cond.notify_all()
+                self._hand_over()
 
     def _commit_records(
         self, records: Sequence[Mapping[str, Any]], *, reason: str, force_tree_head: bool = False

@@ -237,3 +237,21 @@ def test_write_error_fails_closed_and_wakes_every_appender(
     log.close()
     # Nothing acknowledged is missing: the one record that returned is on disk.
     assert [r["seq"] for r in records(log_dir)] == [0, 1]
+
+
+def test_linger_gathers_concurrent_appends_into_one_commit(
+    log_dir: Path, signing_key: SigningKey
+) -> None:
+    log = AuditLog.open(log_dir, signing_key, batch_size=4, linger_ms=5_000)
+    before = log.commits
+    threads = [
+        threading.Thread(target=log.append, args=({"type": "decision", "n": n},)) for n in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # The batch filled before the linger ran out: four records, one write and one fsync.
+    assert log.commits - before == 1
+    log.close()
+    assert len([r for r in records(log_dir) if r["type"] == "decision"]) == 4
