@@ -19,6 +19,7 @@ from gateway.steps import (
     DeadLetter,
     Decide,
     DecisionEngine,
+    DecisionShapes,
     Encrypter,
     Identify,
     Parse,
@@ -124,7 +125,8 @@ def build_pipeline(
     if any(rule.scan is not None for rule in declared.fields.values()):
         steps.append(Tag(declared, tools.detector))
     steps += [
-        Decide(engine, destination=egress_destination),
+        # Validate runs before: memoising decisions by event shape is sound.
+        Decide(engine, destination=egress_destination, shapes=DecisionShapes()),
         Transform(
             stream,
             declared,

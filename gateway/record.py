@@ -43,6 +43,7 @@ class EventRecord:
     detected: dict[str, list[str]] = field(default_factory=dict)  # path -> PII types found
     findings: dict[str, list[Any]] = field(default_factory=dict)  # path -> gateway.pii Findings
     decision: Any = None  # policies.Decision once decided
+    decision_entry: Any = None  # steps.DecisionEntry when the decision was memoised
     output: dict[str, Any] | None = None  # the minimised event
     pseudonyms: dict[str, str] = field(default_factory=dict)  # path -> pseudonym, for audit
     transformed: list[tuple[str, str]] = field(default_factory=list)  # (path, action)

@@ -8,6 +8,7 @@ run for a rejected record, so that every refusal is accounted for.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
@@ -295,20 +296,91 @@ class Tag(Step):
         return record
 
 
+class DecisionShapes:
+    """Decisions memoised by the shape of an event, for the flat events most streams carry.
+
+    The engine's decision depends on which fields an event has, the JSON type of
+    each, the PII types detected per field and (for a valid event time) nothing
+    else; the destination is fixed per pipeline. So events with the same top-level
+    field names, value types and detections get the same decision, and the second
+    one need not be computed (measured: `decide` was the largest step of the
+    pipeline). Only `allow` decisions are kept; events with nested objects or
+    arrays are not memoised. Valid only after `Validate`, which refuses an invalid
+    event time by the engine's own rule: the memoised decision's `event_time_ms`
+    is the first event's, and the gateway does not use it.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self.entries: dict[tuple[Any, ...], DecisionEntry] = {}
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def shape(
+        event: Mapping[str, Any], detected: Mapping[str, Sequence[str]]
+    ) -> tuple[Any, ...] | None:
+        key: list[Any] = []
+        for name, value in event.items():
+            kind = type(value)
+            if kind is dict or kind is list or (kind is float and not math.isfinite(value)):
+                return None
+            key.append((name, kind))
+        if detected:
+            key.append((None, tuple(sorted((p, tuple(t)) for p, t in detected.items()))))
+        return tuple(key)
+
+    def get(self, shape: tuple[Any, ...]) -> DecisionEntry | None:
+        return self.entries.get(shape)
+
+    def put(self, shape: tuple[Any, ...], entry: DecisionEntry) -> None:
+        if len(self.entries) >= self.capacity:
+            self.entries.clear()  # rare: more shapes than capacity; start again
+        self.entries[shape] = entry
+
+
+class DecisionEntry:
+    """A decision and, once made, the audit record's shared part for it."""
+
+    __slots__ = ("audit_base", "decision")
+
+    def __init__(self, decision: Any) -> None:
+        self.decision = decision
+        self.audit_base: dict[str, Any] | None = None
+
+
 class Decide(Step):
     """Ask the policy engine for the decision; a deny in `enforce` mode rejects the event
     (in `observe` mode it is audited and the event passes, minimised)."""
 
     name = "decide"
 
-    def __init__(self, engine: DecisionEngine, *, destination: str | None) -> None:
+    def __init__(
+        self,
+        engine: DecisionEngine,
+        *,
+        destination: str | None,
+        shapes: DecisionShapes | None = None,
+    ) -> None:
         self.engine = engine
         self.destination = destination
+        self.shapes = shapes
 
     def __call__(self, record: EventRecord) -> EventRecord:
-        assert record.event is not None
+        event = record.event
+        assert event is not None
+        shapes = self.shapes
+        shape = shapes.shape(event, record.detected) if shapes is not None else None
+        if shape is not None and shapes is not None:
+            entry = shapes.get(shape)
+            if entry is not None:
+                shapes.hits += 1
+                record.decision = entry.decision
+                record.decision_entry = entry
+                return record
+            shapes.misses += 1
         decision = self.engine.decide(
-            record.event, record.stream, self.destination, record.detected or None
+            event, record.stream, self.destination, record.detected or None
         )
         record.decision = decision
         if decision.blocks:
@@ -319,6 +391,10 @@ class Decide(Step):
             reasons = "; ".join(r for r in decision.reasons if r not in allowed_egress)
             reasons = reasons or "the policy denies this event"
             raise EventRejected("denied", f"denied by policy: {reasons}")
+        if shape is not None and shapes is not None and decision.outcome == "allow":
+            entry = DecisionEntry(decision)
+            shapes.put(shape, entry)
+            record.decision_entry = entry
         return record
 
 
@@ -460,9 +536,10 @@ class Audit(Step):
         self.policy_hash = policy_hash
         self.destination = destination
 
-    def __call__(self, record: EventRecord) -> EventRecord:
-        decision = record.decision
-        audit: dict[str, Any] = dict(decision.to_record()) if decision is not None else {}
+    @staticmethod
+    def decision_part(decision: Any) -> dict[str, Any]:
+        """The part of the record that depends on the decision only."""
+        audit: dict[str, Any] = dict(decision.to_record())
         # The egress verdict is the same for every event to one destination: keep its
         # rule id per event, and its reasons only when it refused (the log hashes every
         # byte of every record, so repeated prose costs throughput).
@@ -474,6 +551,19 @@ class Audit(Step):
                 audit["reasons"] = [r for r in audit.get("reasons", ()) if r not in allowed]
         if not audit.get("reasons"):
             audit.pop("reasons", None)
+        return audit
+
+    def __call__(self, record: EventRecord) -> EventRecord:
+        decision = record.decision
+        entry = record.decision_entry
+        if entry is not None:
+            if entry.audit_base is None:
+                entry.audit_base = self.decision_part(decision)
+            audit = dict(entry.audit_base)
+        elif decision is not None:
+            audit = self.decision_part(decision)
+        else:
+            audit = {}
         if record.pseudonyms:
             # Pseudonyms, never values: `fjordgate audit subject` finds a person's
             # decisions by recomputing these from their id.

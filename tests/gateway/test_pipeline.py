@@ -278,3 +278,42 @@ def test_policy_pipelines_cover_every_declared_stream() -> None:
     assert set(built.pipelines) == set(POLICY.streams)
     assert built.get("nope") is None
     assert built.content_hash == POLICY.content_hash
+
+
+_values = (
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(-1e3, 1e3) | st.text(max_size=6)
+)
+
+
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {"region": _values, "speed": _values, "plate": _values},
+            optional={"driver_id": _values, "extra": _values, "note": st.text(max_size=30)},
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_memoised_decisions_equal_the_engines_own(events: list[dict[str, Any]]) -> None:
+    from gateway.steps import DecisionShapes
+
+    shapes = DecisionShapes()
+    memo = Decide(ENGINE, destination=DESTINATION, shapes=shapes)
+    for event in events:
+        event = {**event, "event_time": "2026-01-01T00:00:00Z"}
+        tagged = Tag(DECLARED, TOOLS.detector)(record(dict(event)))
+        fresh = ENGINE.decide(dict(event), STREAM, DESTINATION, tagged.detected or None)
+        r = record(dict(event))
+        r.detected = tagged.detected
+        try:
+            memo(r)
+        except EventRejected:
+            assert fresh.blocks
+            continue
+        assert (r.decision.outcome, r.decision.fields, r.decision.rule_ids) == (
+            fresh.outcome,
+            fresh.fields,
+            fresh.rule_ids,
+        )
+        assert r.decision.reasons == fresh.reasons
