@@ -9,21 +9,35 @@ from audit.errors import (
     ProofError,
     RecordRejected,
 )
+from audit.archive import archive_segments
 from audit.keys import PublicKey, SigningKey
 from audit.log import AuditLog, AuditReceipt
+from audit.proofs import check_proof, prove_consistency, prove_inclusion
+from audit.report import AuditReport, build_report
 from audit.tree_head import SignedTreeHead
+from audit.verify import Problem, VerificationReport, verify_directory, verify_log
 
 __all__ = [
     "AuditError",
     "AuditLog",
     "AuditReceipt",
+    "AuditReport",
     "KeyFileError",
     "KeyringError",
     "LogClosed",
     "LogCorrupted",
     "ProofError",
+    "Problem",
     "PublicKey",
     "RecordRejected",
     "SignedTreeHead",
     "SigningKey",
+    "VerificationReport",
+    "archive_segments",
+    "build_report",
+    "check_proof",
+    "prove_consistency",
+    "prove_inclusion",
+    "verify_directory",
+    "verify_log",
 ]
