@@ -75,7 +75,7 @@ class ProcessorConfig:
     checkpoints_retained: int = 3
     checkpoints_dir: Path | None = None
     batch_size: int = 10_000
-    state_cache_entries: int = 1_000_000
+    state_cache_entries: int = 2_000_000
     instance_id: str | None = None
     poll_timeout_ms: int = 100
     kafka: dict[str, str] = field(default_factory=dict)

@@ -23,7 +23,7 @@ from processor.config import ProcessorConfig
 from processor.errors import JobDefinitionError, ProcessorError
 from processor.guard import StartGuard
 from processor.job import Job
-from processor.runner import JobRunner
+from processor.runner import JobRunner, streaming_gc
 from processor.sources.kafka import KafkaSource
 from processor.state.changelog import ChangeloggedPartitionState
 from processor.state.recovery import ensure_changelog_topic, restore_from_changelog
@@ -179,6 +179,7 @@ class GroupJobRunner(JobRunner):
             self._in_transaction = False
 
     def run(self, *, stop_at_end: bool = False, stop=None):  # type: ignore[no-untyped-def]
+        streaming_gc()
         if not self._started:
             self.start()
         try:
