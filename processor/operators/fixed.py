@@ -253,6 +253,8 @@ class FixedWindowOperator(WindowOperator):
                 s, e, k = decode_key(raw_key)
                 wd = deltas.get(s)
                 delta = wd.pop(k, None) if wd is not None else None
+                if delta is not None:
+                    self._cached -= 1
                 acc = self._merged(raw_value, delta)
                 results.append(WindowResult(s, e, k, agg.result(acc)))
                 if lateness > 0 and delta is not None:

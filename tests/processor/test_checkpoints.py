@@ -97,3 +97,17 @@ def test_full_checkpoints_do_not_share_files_with_the_live_state(tmp_path: Path)
     ssts = list(info.path.rglob("*.sst"))
     assert ssts
     assert all(f.stat().st_nlink == 1 for f in ssts)
+
+
+def test_the_state_cache_count_returns_to_zero_once_every_window_fired(tmp_path: Path) -> None:
+    log = LocalLog.open(tmp_path / "log")
+    fill(log, 0, 300)
+    config = ProcessorConfig(localdir=tmp_path / "state", batch_size=50, poll_timeout_ms=0)
+    runner = JobRunner(job(log, tmp_path), config)
+    runner.start()
+    runner.step()
+    runner._flush_state()  # some keys now live in RocksDB, later deltas in the cache
+    while runner.step(stop_at_end=True):
+        pass
+    assert runner.operator.cached_entries() == 0
+    runner.close()
