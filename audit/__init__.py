@@ -1,5 +1,6 @@
 """The immutable audit log: hash chain, Merkle tree, signed tree heads."""
 
+from audit.archive import archive_segments
 from audit.errors import (
     AuditError,
     KeyFileError,
@@ -9,7 +10,6 @@ from audit.errors import (
     ProofError,
     RecordRejected,
 )
-from audit.archive import archive_segments
 from audit.keys import PublicKey, SigningKey
 from audit.log import AuditLog, AuditReceipt
 from audit.proofs import check_proof, prove_consistency, prove_inclusion
@@ -26,8 +26,8 @@ __all__ = [
     "KeyringError",
     "LogClosed",
     "LogCorrupted",
-    "ProofError",
     "Problem",
+    "ProofError",
     "PublicKey",
     "RecordRejected",
     "SignedTreeHead",
