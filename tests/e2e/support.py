@@ -71,6 +71,7 @@ class GatewaySetup:
     port: int
     audit_dir: Path
     signing_key: Path
+    keyring: Path
     tagged_topic: str
 
     def served(self, log_path: Path) -> ServedGateway:
@@ -92,6 +93,7 @@ def gateway_setup(directory: Path, bootstrap: str, policy: Path, geo: Path) -> G
         port=int(config["http"]["port"]),
         audit_dir=Path(config["audit"]["directory"]),
         signing_key=Path(config["audit"]["signing_key"]),
+        keyring=Path(config["keyring"]),
         tagged_topic=config["kafka"]["tagged_topic"].replace("{stream}", STREAM),
     )
 

@@ -26,6 +26,7 @@ import pytest
 
 from gateway.synthetic import TrafficGenerator
 from tests.e2e.support import (
+    FJORDGATE,
     IN_NORWAY,
     STREAM,
     export_public_key,
@@ -224,6 +225,19 @@ def test_http_to_postgres_in_enforce_mode_is_exact_minimised_and_accounted_for(
     # Warnings only (state on a rotational disk, checks this gateway has nothing for).
     assert placements[0]["outcome"] in ("pass", "warn")
     assert "kafka.brokers" not in placements[0]["not_passed"]
+
+    # A data subject's access request finds every decision about one driver, through
+    # the pseudonyms, though the log never holds the national id.
+    driver = next(e["driver_id"] for e in sent if e["driver_id"] != invalid[0]["driver_id"])
+    subject = subprocess.run(
+        [FJORDGATE, "audit", "subject", str(gw.audit_dir), "--keyring", str(gw.keyring),
+         "--id", "-", "--public-key", str(gateway_key), "--json"],
+        input=driver, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert subject.returncode == 0, subject.stderr
+    found = {r["record"]["event_id"] for r in orjson.loads(subject.stdout)["records"]}
+    assert found == {e["event_id"] for e in sent if e["driver_id"] == driver}
+    assert driver not in "".join(p.read_text() for p in gw.audit_dir.rglob("*.jsonl"))
 
     processor_report = export_report(
         proc.audit_dir, processor_key, tmp_path / "processor-report.json"
