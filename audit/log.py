@@ -159,7 +159,7 @@ class AuditLog:
         self._segment_index = 0
         self._segment_fd = -1
         self._segment_bytes = 0
-        self._segment_started = time.time()
+        self._segment_started = 0.0  # set when a segment is opened
         self._latest_tree_head: SignedTreeHead | None = None
         self._lock_fd = -1
         self._ticker: threading.Thread | None = None
@@ -320,7 +320,7 @@ class AuditLog:
         self._segment_fd = fd
         self._segment_bytes = os.fstat(fd).st_size
         if new:
-            self._segment_started = time.time()
+            self._segment_started = self._clock().timestamp()
             # A new file is durable only once its directory entry is.
             dir_fd = os.open(self.directory, os.O_RDONLY)
             try:
@@ -520,7 +520,7 @@ class AuditLog:
         """Encode, chain and write `records` with one write and one fsync (writer thread only)."""
         if self._segment_bytes > 0 and (
             self._segment_bytes >= self._segment_max_bytes
-            or time.time() - self._segment_started >= self._segment_max_age
+            or self._clock().timestamp() - self._segment_started >= self._segment_max_age
         ):
             self._seal_segment()
         ts = utc_timestamp(self._clock())
