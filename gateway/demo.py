@@ -10,6 +10,7 @@ directory, whose paths it prints at the end.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sqlite3
 import subprocess
@@ -96,6 +97,41 @@ class DemoResult:
     audit_records: int
 
 
+# What one demo run writes into its directory.
+RUN_OUTPUTS = (
+    "audit",
+    "log",
+    "state",
+    "results.sqlite",
+    "results.sqlite-wal",
+    "results.sqlite-shm",
+    "report.html",
+    "keyring.json",
+    "audit-signing-key.pem",
+    "audit-public-key.pem",
+)
+
+
+def archive_previous_run(directory: Path) -> Path | None:
+    """Move an earlier run's outputs into `previous-runs/<time>/` (an audit log is never
+    deleted), so that the directory holds exactly one run and its paths stay stable."""
+    present = [directory / name for name in RUN_OUTPUTS if (directory / name).exists()]
+    if not present:
+        return None
+    stamp = dt.datetime.fromtimestamp(max(p.stat().st_mtime for p in present), dt.UTC).strftime(
+        "%Y%m%dT%H%M%SZ"
+    )
+    target = directory / "previous-runs" / stamp
+    suffix = 1
+    while target.exists():
+        suffix += 1
+        target = directory / "previous-runs" / f"{stamp}-{suffix}"
+    target.mkdir(parents=True)
+    for path in present:
+        path.rename(target / path.name)
+    return target
+
+
 class DemoGuard:
     """The processor's start guard in embedded mode: local destinations only, all audited."""
 
@@ -173,7 +209,9 @@ def _count_windows(path: Path) -> tuple[int, list[tuple[str, str, float]]]:
     if not path.exists():
         return 0, []
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0) as conn:
+        # Closed explicitly (a `with` on a connection only commits), so that SQLite
+        # folds its write-ahead log back in and leaves one file behind.
+        with contextlib.closing(sqlite3.connect(path, timeout=5.0)) as conn:
             (count,) = conn.execute(f"SELECT COUNT(*) FROM {RESULTS_TABLE}").fetchone()
             top = conn.execute(
                 f"SELECT window_start, region, max_speed FROM {RESULTS_TABLE} "
@@ -198,12 +236,7 @@ class Demo:
         policy_path: Path | None = None,
         on_tick: Callable[[DemoStats], None] | None = None,
     ) -> None:
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        self.run_dir = out / f"run-{stamp}"
-        suffix = 1
-        while self.run_dir.exists():
-            suffix += 1
-            self.run_dir = out / f"run-{stamp}-{suffix}"
+        self.run_dir = out
         self.duration_s = duration_s
         self.rate = max(1, rate)
         self.time_scale = time_scale
@@ -214,7 +247,8 @@ class Demo:
 
     def run(self) -> DemoResult:
         run = self.run_dir
-        run.mkdir(parents=True)
+        archive_previous_run(run)
+        run.mkdir(parents=True, exist_ok=True)
         key_path = run / "audit-signing-key.pem"
         public_key_path = run / "audit-public-key.pem"
         signing_key = SigningKey.create(key_path)

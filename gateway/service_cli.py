@@ -44,7 +44,11 @@ def demo(
     ] = 20.0,
     rate: Annotated[int, typer.Option("--rate", min=1, help="Events per second to post.")] = 200,
     out: Annotated[
-        Path, typer.Option("--out", help="Directory for the run's outputs (a run-* folder).")
+        Path,
+        typer.Option(
+            "--out",
+            help="Directory for the run's outputs (an earlier run moves to previous-runs/).",
+        ),
     ] = Path("fjordgate-demo"),
     time_scale: Annotated[
         float,

@@ -181,3 +181,20 @@ def test_the_example_configuration_is_valid() -> None:
     config = GatewayConfig.load(example)
     assert config.kafka.ingress_streams == ["norway-traffic"]
     assert config.api_keys[0].digest.startswith("sha256:")
+
+
+def test_a_second_demo_run_moves_the_first_into_previous_runs_never_deleting_it(
+    tmp_path: Path,
+) -> None:
+    from gateway.demo import archive_previous_run
+
+    (tmp_path / "audit").mkdir()
+    (tmp_path / "audit" / "segment-00000001.jsonl").write_text("{}\n")
+    (tmp_path / "results.sqlite").write_bytes(b"x")
+    (tmp_path / "unrelated.txt").write_text("stays")
+    moved = archive_previous_run(tmp_path)
+    assert moved is not None and moved.parent == tmp_path / "previous-runs"
+    assert (moved / "audit" / "segment-00000001.jsonl").read_text() == "{}\n"
+    assert (moved / "results.sqlite").exists()
+    assert not (tmp_path / "audit").exists() and (tmp_path / "unrelated.txt").exists()
+    assert archive_previous_run(tmp_path) is None
