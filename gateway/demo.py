@@ -401,5 +401,6 @@ class Demo:
             stats.outcomes[result["status"]] += 1
             if result["status"] == "rejected":
                 stats.reasons[result["error"]["code"]] += 1
-            for change in result.get("transformed", ()):
-                stats.actions[change["action"]] += 1
+            elif result["status"] == "accepted":
+                for change in result.get("transformed", ()):
+                    stats.actions[change["action"]] += 1
