@@ -22,7 +22,6 @@ checking that the pid's command line is still that broker's, never by name.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -38,12 +37,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 POM = HERE / "pom.xml"
 
-
-def cache_root() -> Path:
-    base = os.environ.get("FJORDGATE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fjordgate"
-    )
-    return Path(base)
+sys.path.insert(0, str(HERE.parent))
+import localproc  # noqa: E402  (deploy/localproc.py, shared with deploy/postgres)
+from localproc import cache_root, free_port, run_dir  # noqa: E402
 
 
 def kafka_version() -> str:
@@ -54,12 +50,6 @@ def kafka_version() -> str:
 
 def libs_dir() -> Path:
     return cache_root() / f"kafka-{kafka_version()}" / "libs"
-
-
-def run_dir() -> Path:
-    path = cache_root() / "run"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 class KafkaError(RuntimeError):
@@ -92,34 +82,6 @@ def fetch(*, quiet: bool = False) -> Path:
     tmp.rename(libs)
     marker.write_text(kafka_version(), encoding="utf-8")
     return libs
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is dead for our purposes.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 @dataclass
@@ -221,10 +183,10 @@ class LocalKafka:
         )
         log.close()
         self.pid = proc.pid
-        self.pid_file.write_text(json.dumps({
-            "pid": proc.pid, "owner_pid": self.owner_pid, "data_dir": str(self.data_dir),
-            "port": self.port, "controller_port": self.controller_port,
-        }), encoding="utf-8")
+        localproc.write_pid_file(
+            self.pid_file, pid=proc.pid, owner_pid=self.owner_pid, data_dir=str(self.data_dir),
+            port=self.port, controller_port=self.controller_port,
+        )
         try:
             self.wait_ready(timeout_s, proc)
         except BaseException:
@@ -249,15 +211,15 @@ class LocalKafka:
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop cleanly (SIGTERM, controlled shutdown); SIGKILL after the timeout."""
         if self.pid is not None:
-            _terminate(self.pid, timeout_s, marker=str(self.data_dir))
+            localproc.terminate(self.pid, timeout_s, marker=str(self.data_dir))
         self.pid = None
         self.pid_file.unlink(missing_ok=True)
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
-        if self.pid is not None and _pid_alive(self.pid):
+        if self.pid is not None and localproc.pid_alive(self.pid):
             os.kill(self.pid, signal.SIGKILL)
-            _wait_dead(self.pid, 10)
+            localproc.wait_dead(self.pid, 10)
         self.pid = None
 
 
@@ -274,51 +236,9 @@ def _answers_metadata(bootstrap: str) -> bool:
     return len(md.brokers) >= 1
 
 
-def _wait_dead(pid: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not _pid_alive(pid):
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-            return True
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        time.sleep(0.1)
-    return not _pid_alive(pid)
-
-
-def _terminate(pid: int, timeout_s: float, *, marker: str) -> None:
-    if not _pid_alive(pid) or marker not in _cmdline(pid):
-        return  # gone, or the pid was reused by another program: leave it alone
-    os.kill(pid, signal.SIGTERM)
-    if not _wait_dead(pid, timeout_s):
-        os.kill(pid, signal.SIGKILL)
-        _wait_dead(pid, 10)
-
-
 def reap() -> list[int]:
     """Stop brokers left behind by test runs whose owner process is gone."""
-    stopped = []
-    for pid_file in run_dir().glob("kafka-*.json"):
-        try:
-            info = json.loads(pid_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            pid_file.unlink(missing_ok=True)
-            continue
-        if _pid_alive(int(info["owner_pid"])):
-            continue  # a live run (maybe this one) owns it
-        pid = int(info["pid"])
-        if _pid_alive(pid) and info["data_dir"] in _cmdline(pid):
-            _terminate(pid, 15, marker=info["data_dir"])
-            stopped.append(pid)
-        pid_file.unlink(missing_ok=True)
-        if info["data_dir"].startswith(tempfile.gettempdir()):
-            shutil.rmtree(info["data_dir"], ignore_errors=True)
-    return stopped
+    return localproc.reap("kafka")
 
 
 def start_broker(data_dir: Path | None = None, port: int | None = None, owner_pid: int | None = None) -> LocalKafka:
@@ -352,15 +272,11 @@ def main() -> int:
             broker = start_broker(args.data_dir, args.port, owner_pid=1)
             print(broker.bootstrap)
         elif args.cmd == "stop":
-            for pid_file in run_dir().glob("kafka-*.json"):
-                info = json.loads(pid_file.read_text(encoding="utf-8"))
-                if Path(info["data_dir"]).resolve() == args.data_dir.resolve():
-                    _terminate(int(info["pid"]), 30, marker=info["data_dir"])
-                    pid_file.unlink(missing_ok=True)
-                    print(f"stopped broker pid {info['pid']}")
-                    return 0
-            print(f"no broker of ours runs with data dir {args.data_dir}", file=sys.stderr)
-            return 1
+            pid = localproc.stop_by_data_dir("kafka", args.data_dir)
+            if pid is None:
+                print(f"no broker of ours runs with data dir {args.data_dir}", file=sys.stderr)
+                return 1
+            print(f"stopped broker pid {pid}")
         elif args.cmd == "reap":
             print(f"stopped {len(reap())} stale broker(s)")
     except KafkaError as exc:

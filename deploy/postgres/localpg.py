@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,47 +30,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import localproc  # noqa: E402  (deploy/localproc.py, shared with deploy/kafka)
+from localproc import run_dir  # noqa: E402
+
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 class PostgresError(RuntimeError):
     """The local PostgreSQL could not be found, installed or started; the message says why."""
-
-
-def run_dir() -> Path:
-    base = os.environ.get("FJORDGATE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fjordgate"
-    )
-    path = Path(base) / "run"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def existing_server_dsn() -> str | None:
@@ -170,9 +136,10 @@ class LocalPostgres:
                                 start_new_session=True, cwd="/", **self._owner())
         logf.close()
         self.pid = proc.pid
-        self.pid_file.write_text(json.dumps({
-            "pid": proc.pid, "owner_pid": self.owner_pid, "data_dir": str(self.data_dir), "port": self.port,
-        }), encoding="utf-8")
+        localproc.write_pid_file(
+            self.pid_file, pid=proc.pid, owner_pid=self.owner_pid, data_dir=str(self.data_dir),
+            port=self.port,
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -186,52 +153,21 @@ class LocalPostgres:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         if self.pid is not None:
-            _terminate(self.pid, timeout_s, marker=str(self.data_dir))
+            localproc.terminate(self.pid, timeout_s, marker=str(self.data_dir), sig=signal.SIGINT)
         self.pid = None
         self.pid_file.unlink(missing_ok=True)
 
 
-def _terminate(pid: int, timeout_s: float, *, marker: str) -> None:
-    if not _pid_alive(pid) or marker not in _cmdline(pid):
-        return
-    os.kill(pid, signal.SIGINT)  # "fast" shutdown: abort sessions, checkpoint, exit
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        if not _pid_alive(pid):
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
-
-
 def reap() -> list[int]:
     """Stop clusters left behind by runs whose owner process is gone."""
-    stopped = []
-    for pid_file in run_dir().glob("postgres-*.json"):
-        try:
-            info = json.loads(pid_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            pid_file.unlink(missing_ok=True)
-            continue
-        if _pid_alive(int(info["owner_pid"])):
-            continue
-        pid = int(info["pid"])
-        if _pid_alive(pid) and info["data_dir"] in _cmdline(pid):
-            _terminate(pid, 15, marker=info["data_dir"])
-            stopped.append(pid)
-        pid_file.unlink(missing_ok=True)
-        if info["data_dir"].startswith(tempfile.gettempdir()):
-            shutil.rmtree(info["data_dir"], ignore_errors=True)
-    return stopped
+    # SIGINT is PostgreSQL's "fast" shutdown: abort sessions, checkpoint, exit.
+    return localproc.reap("postgres", sig=signal.SIGINT)
 
 
 def start_cluster(owner_pid: int | None = None) -> LocalPostgres:
     reap()
     data_dir = Path(tempfile.mkdtemp(prefix="fjordgate-pg-"))
-    cluster = LocalPostgres(data_dir=data_dir, port=_free_port(),
+    cluster = LocalPostgres(data_dir=data_dir, port=localproc.free_port(),
                             owner_pid=owner_pid if owner_pid is not None else os.getpid())
     cluster.start()
     return cluster
@@ -254,14 +190,9 @@ def main() -> int:
                 print(f"started a private cluster in {cluster.data_dir}", file=sys.stderr)
             print(dsn)
         elif args.cmd == "stop":
-            for pid_file in run_dir().glob("postgres-*.json"):
-                info = json.loads(pid_file.read_text(encoding="utf-8"))
-                if Path(info["data_dir"]).resolve() == args.data_dir.resolve():
-                    _terminate(int(info["pid"]), 30, marker=info["data_dir"])
-                    pid_file.unlink(missing_ok=True)
-                    return 0
-            print(f"no cluster of ours runs in {args.data_dir}", file=sys.stderr)
-            return 1
+            if localproc.stop_by_data_dir("postgres", args.data_dir, sig=signal.SIGINT) is None:
+                print(f"no cluster of ours runs in {args.data_dir}", file=sys.stderr)
+                return 1
         elif args.cmd == "reap":
             print(f"stopped {len(reap())} stale cluster(s)")
     except PostgresError as exc:
