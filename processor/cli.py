@@ -74,8 +74,15 @@ def _run(
     audit_key: Annotated[
         Path | None, typer.Option("--audit-key", help="Audit signing key.")
     ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", help="Serve Prometheus /metrics on 127.0.0.1.")
+    ] = None,
 ) -> None:
     """Run a job: restore the latest checkpoint, then process until stopped (SIGTERM/Ctrl-C)."""
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1")
     try:
         job = load_job(job_file)
         runner = make_runner(
