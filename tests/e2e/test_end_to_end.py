@@ -201,6 +201,10 @@ def test_http_to_postgres_in_enforce_mode_is_exact_minimised_and_accounted_for(
     personal = {e["driver_id"] for e in sent} | {e["plate"] for e in sent}
     personal |= {e["owner_email"] for e in sent if "owner_email" in e}
     assert [value for value in personal if value in raw] == []
+    # Nor the services' logs.
+    logs = (tmp_path / "gateway.log").read_text() + processor_log.read_text()
+    logs += finish.stderr.decode()
+    assert [value for value in personal if value in logs] == []
     notes_with_pii = [e for e in sent if any(c in e.get("note", "") for c in "@+")]
     assert notes_with_pii, "the traffic must carry free text with personal data"
 
