@@ -3,6 +3,8 @@ with their byte offsets."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +28,21 @@ def list_segments(directory: Path) -> list[tuple[int, Path]]:
             found.append((int(match.group(1)), path))
     found.sort()
     return found
+
+
+def writer_active(directory: Path) -> bool:
+    """True while a process has the log open for appending (it holds the lock file)."""
+    try:
+        fd = os.open(directory / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing the descriptor drops a lock taken just above
+    return False
 
 
 def is_log_directory(directory: Path) -> bool:

@@ -17,7 +17,7 @@ from audit.errors import AuditError
 from audit.keys import PublicKey
 from audit.log import FORMAT, GENESIS_PREV, SIGNING_KEY_ROTATION
 from audit.merkle import MerkleFrontier, leaf_hash
-from audit.segments import instance_logs, list_segments, split_entries
+from audit.segments import instance_logs, list_segments, split_entries, writer_active
 from audit.tree_head import TREE_HEAD_TYPE, SignedTreeHead
 
 RecordVisitor = Callable[[dict[str, Any], str, int], None]
@@ -354,14 +354,17 @@ def verify_log(
     verifier = _LogVerifier(report, public_keys, visitor, keep_leaves, witness)
     segments = list_segments(directory) if directory.is_dir() else []
     if archive is not None and archive.is_dir():
-        live = {index for index, _ in segments}
-        segments = sorted([s for s in list_segments(archive) if s[0] not in live] + segments)
+        in_directory = {index for index, _ in segments}
+        segments = sorted(
+            [s for s in list_segments(archive) if s[0] not in in_directory] + segments
+        )
     report.segments = len(segments)
     if not segments:
         report.problem = Problem(str(directory), 0, None, "no segment files: not an audit log")
         return report
     current_name, current_offset = segments[0][1].name, 0
     first = 1
+    live = writer_active(directory)
     try:
         try:
             checkpoint = load_checkpoint(directory)
@@ -381,6 +384,13 @@ def verify_log(
             verifier.sealed = False
             for raw in split_entries(data):
                 current_offset = raw.offset
+                if not raw.complete and position == len(segments) - 1 and live:
+                    report.warnings.append(
+                        f"{path.name} byte {raw.offset}: the writer is appending; the "
+                        f"{len(raw.data)} bytes of its unfinished write were not checked"
+                    )
+                    data = data[: raw.offset]
+                    break
                 if not raw.complete:
                     raise _Failed(
                         "a partial entry at the end of the segment (torn tail): the writer "

@@ -147,3 +147,17 @@ def test_kill9_loses_no_acknowledged_append_and_leaves_no_gap(
     )
     assert len(acknowledged) > cycles
     assert len(torn) >= torn_simulated
+
+
+def test_verify_of_a_live_log_tolerates_the_write_in_progress(
+    log_dir: Path, signing_key: SigningKey
+) -> None:
+    log = AuditLog.open(log_dir, signing_key)
+    log.append({"type": "decision"})
+    with open(last_segment(log_dir), "ab") as out:
+        out.write(b'{"outcome":"al')  # what a reader can see in the middle of a write
+    live = verify_log(log_dir)
+    assert live.ok and any("unfinished write" in w for w in live.warnings)
+    log._release()  # the writer dies without closing: the same bytes are now a torn tail
+    dead = verify_log(log_dir)
+    assert not dead.ok and dead.problem is not None and "torn tail" in dead.problem.message
