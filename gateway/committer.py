@@ -204,7 +204,14 @@ class Committer:
     def _commit_records(self, records: list[EventRecord]) -> None:
         if self._rescan_needed:
             # A failed group may have been committed by Kafka after all: learn
-            # what is really there before anything is published again.
+            # what is really there before anything is published again. Reconnect
+            # first: a new producer's init_transactions makes the coordinator finish
+            # (commit or abort) whatever the old one left, so the read sees its outcome.
+            if not self.publisher.probe():
+                raise Unavailable(
+                    "the event log (Kafka) is not reachable; nothing was acknowledged",
+                    retry_after_s=self.retry_after_s,
+                )
             try:
                 self.index.add_many(self.publisher.recent_event_ids())
             except PublishError as exc:
