@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 import shlex
 from pathlib import Path
+from typing import Any
 
-import click
 import pytest
 import typer.main
 from typer.testing import CliRunner
@@ -46,19 +46,20 @@ def _invocations(text: str) -> list[list[str]]:
     return found
 
 
-def _resolve(words: list[str]) -> tuple[list[str], click.Command, list[str]]:
+def _resolve(words: list[str]) -> tuple[list[str], Any, list[str]]:
     """The command path, the command it names, and the options given to it."""
-    command: click.Command = typer.main.get_command(app)
+    # typer vendors its own click: its command classes are not `click`'s.
+    command: Any = typer.main.get_command(app)
     path: list[str] = []
     rest = list(words)
-    while _is_group(command) and rest and rest[0] in command.commands:  # type: ignore[attr-defined]
+    while _is_group(command) and rest and rest[0] in command.commands:
         path.append(rest[0])
-        command = command.commands[rest.pop(0)]  # type: ignore[attr-defined]
+        command = command.commands[rest.pop(0)]
     options = [w.split("=", 1)[0] for w in rest if w.startswith("--")]
     return path, command, options
 
 
-def _is_group(command: click.Command) -> bool:
+def _is_group(command: Any) -> bool:
     return hasattr(command, "commands")
 
 
