@@ -69,14 +69,19 @@ def _only_digits(text: str) -> str:
 def _says(text: str, start: int, context: str, words: tuple[str, ...]) -> bool:
     """Whether one of `words` comes shortly before `start` in the same sentence, or in
     the context (a field name)."""
+    if context and any(word in context.lower() for word in words):
+        return True
     before = text[max(0, start - _CONTEXT_CHARS) : start]
+    lowered = before.lower()
+    if not any(word in lowered for word in words):
+        return False  # the common case, decided without finding sentence ends
     # A sentence ends at a full stop, "!" or "?" before a capital, or a newline; the dot
     # of an abbreviation ("org.nr. 974 760 673") is no end.
     boundaries = [m.end() for m in _SENTENCE_END.finditer(before)]
     # A word speaks for the first number after it, not for one after that.
     last_digit = max(before.rfind(digit) for digit in "0123456789")
     since = max(boundaries[-1] if boundaries else 0, last_digit + 1)
-    near = (context + " " + before[since:]).lower()
+    near = before[since:].lower()
     return any(word in near for word in words)
 
 
