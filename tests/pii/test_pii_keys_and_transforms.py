@@ -314,3 +314,25 @@ def test_coordinates_generalise_to_the_grid_cell_in_the_same_shape() -> None:
     }
     with pytest.raises(GeneraliseError):
         generalise("91.0,10.0", "coordinates")
+
+
+def test_keyring_log_events_name_key_ids_and_never_a_secret(ring_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as events:
+        ring = Keyring.generate(ring_path)
+        first = ring.active_id
+        ring.rotate()
+        secrets_seen = _secrets_in(ring_path)  # both keys, before one is shredded
+        ring.shred(first)
+    assert len(secrets_seen) == 2
+    assert [e["event"] for e in events] == [
+        "keyring_created",
+        "keyring_rotated",
+        "keyring_key_shredded",
+    ]
+    logged = repr(events)
+    assert first in logged
+    for secret in secrets_seen:
+        assert secret not in logged
+        assert base64.b64decode(secret).hex() not in logged
