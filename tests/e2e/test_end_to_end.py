@@ -249,4 +249,36 @@ def test_http_to_postgres_in_enforce_mode_is_exact_minimised_and_accounted_for(
     assert processor_report["verification"]["intact"]
     # Two runs (streaming, then bounded), each checking its sink and late-event file.
     assert processor_report["egress_by_outcome"] == {"allow": 4}
+    assert processor_report["by_rule"] == {
+        "strict.loopback": {"allow": 2},  # PostgreSQL, after the provider (Telenor, NO) passed
+        "local-file": {"allow": 2},  # the late-events file
+    }
     assert processor_report["denied_egress"]["total"] == 0
+
+
+@pytest.mark.kafka
+@pytest.mark.postgres
+@pytest.mark.xfail(
+    strict=True,
+    reason="processor/guard.py PolicyGuard.check_state_dir appends a flat placement record "
+    "(check, status, detail) instead of policies.location.placement_record(...) (outcome, "
+    "mode, checks), so the audit report shows the processor's attestation with no outcome",
+)
+def test_the_processors_placement_attestation_reads_like_the_gateways_in_the_report(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic: str, postgres_dsn: str
+) -> None:
+    policy = norway_strict_copy(tmp_path, mode="enforce")
+    geo = plant_geo(tmp_path / "geo", IN_NORWAY)
+    proc = processor_setup(
+        tmp_path / "processor", kafka_bootstrap, kafka_topic, postgres_dsn, policy, geo
+    )
+    done = subprocess.run(
+        [*proc.args, "--until-end"], env=proc.env, capture_output=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+
+    key = export_public_key(proc.signing_key, tmp_path / "audit.pub")
+    report = export_report(proc.audit_dir, key, tmp_path / "report.json")
+    [placement] = report["placement_attestations"]["rows"]
+    assert placement["mode"] == "enforce" and placement["outcome"] in ("pass", "warn")
+    assert placement["checks"] >= 1
