@@ -160,3 +160,18 @@ def test_the_gateway_units_pre_start_doctor_reads_its_config() -> None:
     words = shlex.split(parser["Service"]["ExecStartPre"])
     config = Path(words[words.index("--config") + 1])
     load_doctor_config(_local(config))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the processor's command in deploy/compose.yaml and deploy/systemd/"
+    "fjordgate-processor@.service passes no --policy/--geo-dir/--audit-dir/--audit-key: "
+    "its sink and state destinations are neither checked nor audited in production",
+)
+def test_the_deployed_processor_checks_and_audits_its_destinations() -> None:
+    commands = [_compose()["services"]["processor"]["command"]]
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.read(ROOT / "deploy" / "systemd" / "fjordgate-processor@.service", encoding="utf-8")
+    commands.append(shlex.split(parser["Service"]["ExecStart"]))
+    for command in commands:
+        assert {"--policy", "--geo-dir", "--audit-dir", "--audit-key"} <= set(command)
