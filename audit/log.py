@@ -364,6 +364,11 @@ class AuditLog:
                 batch.turn.notify()  # its creator may be lingering for it to fill
             self._wait_for(batch, creator)
         if batch.error is not None:
+            if self._failed is None and not self._closing:
+                raise AuditError(
+                    f"{self.directory}: the append was withdrawn, not written: the thread "
+                    "committing its batch was interrupted; retry it"
+                ) from batch.error
             raise LogClosed(self._closed_message()) from batch.error
         results = batch.receipts[start : start + len(records)]
         for result in results:
@@ -429,13 +434,31 @@ class AuditLog:
         itself once every older batch is done, so no thread hand-off stands between an
         append and its fsync, and commits stay in arrival order.
         """
-        while not batch.finished:
-            if not leads:
-                batch.settled.wait()
-            elif not self._committing and self._queue[0] is batch:
-                self._lead(batch)
-            else:
-                batch.turn.wait()
+        try:
+            while not batch.finished:
+                if not leads:
+                    batch.settled.wait()
+                elif not self._committing and self._queue[0] is batch:
+                    self._lead(batch)
+                else:
+                    batch.turn.wait()
+        except BaseException as exc:
+            if leads and not batch.finished:
+                self._abandon(batch, exc)
+            raise
+
+    def _abandon(self, batch: _Batch, exc: BaseException) -> None:
+        """Under the lock: the creator of a batch not yet written was interrupted (e.g. by
+        KeyboardInterrupt): withdraw the batch so no one waits for a leader that is gone.
+        Nothing of it was written; its other appenders get an error saying so."""
+        if batch in self._queue:
+            self._queue.remove(batch)
+        if batch is self._open_batch:
+            self._open_batch = None
+        batch.error = exc
+        batch.finished = True
+        batch.settled.notify_all()
+        self._hand_over()
 
     def _lead(self, batch: _Batch) -> None:
         """Under the lock: commit `batch`, the head of the queue (the lock is released while

@@ -255,3 +255,40 @@ def test_linger_gathers_concurrent_appends_into_one_commit(
     assert log.commits - before == 1
     log.close()
     assert len([r for r in records(log_dir) if r["type"] == "decision"]) == 4
+
+
+def test_interrupted_committer_withdraws_its_batch_and_the_log_goes_on(
+    log_dir: Path, signing_key: SigningKey
+) -> None:
+    import ctypes
+
+    log = AuditLog.open(log_dir, signing_key, batch_size=10, linger_ms=1_000)
+    outcomes: dict[str, BaseException | None] = {}
+
+    def append(name: str) -> None:
+        try:
+            log.append({"type": "decision", "who": name})
+            outcomes[name] = None
+        except BaseException as exc:
+            outcomes[name] = exc
+
+    creator = threading.Thread(target=append, args=("creator",))
+    creator.start()
+    while log._open_batch is None:  # the creator opened the batch and lingers on it
+        threading.Event().wait(0.001)
+    follower = threading.Thread(target=append, args=("follower",))
+    follower.start()
+    while log._open_batch is not None and len(log._open_batch.records) < 2:
+        threading.Event().wait(0.001)
+    assert creator.ident is not None
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(creator.ident), ctypes.py_object(KeyboardInterrupt)
+    )
+    creator.join()
+    follower.join()
+    assert isinstance(outcomes["creator"], KeyboardInterrupt)
+    assert isinstance(outcomes["follower"], AuditError)
+    assert "withdrawn" in str(outcomes["follower"])
+    assert log.append({"type": "decision", "who": "after"}).seq == 1  # nothing was written
+    log.close()
+    assert [r.get("who") for r in records(log_dir)] == [None, "after"]
