@@ -28,6 +28,13 @@ app.add_typer(key_app, name="key")
 
 _err = Console(stderr=True)
 
+LogsArgument = Annotated[
+    Path, typer.Argument(help="A log directory, or one holding instance logs.")
+]
+InstanceArgument = Annotated[Path, typer.Argument(help="The log directory (one instance).")]
+OutputOption = Annotated[
+    Path | None, typer.Option("-o", "--output", help="Write here, not stdout.")
+]
 PublicKeyOption = Annotated[
     list[Path] | None,
     typer.Option(
@@ -42,6 +49,16 @@ PublicKeyOption = Annotated[
 
 def _keys(paths: list[Path] | None) -> list[PublicKey]:
     return [PublicKey.load(path) for path in paths or []]
+
+
+def _logs_or_fail(directory: Path, code: int = 2) -> list[Path]:
+    logs = instance_logs(directory)
+    if not logs:
+        raise _fail(
+            f"{directory}: no audit log here (no segment files, nor subdirectories holding them)",
+            code,
+        )
+    return logs
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -103,9 +120,7 @@ def key_export(
 
 @app.command("verify")
 def verify(
-    directory: Annotated[
-        Path, typer.Argument(help="A log directory, or one holding instance logs.")
-    ],
+    directory: LogsArgument,
     public_key: PublicKeyOption = None,
     tree_head: Annotated[
         Path | None,
@@ -141,11 +156,7 @@ def verify(
         witness = load_tree_head(tree_head) if tree_head is not None else None
     except (AuditError, ValueError) as exc:
         raise _fail(str(exc)) from exc
-    logs = instance_logs(directory)
-    if not logs:
-        raise _fail(
-            f"{directory}: no audit log here (no segment files, nor subdirectories holding them)", 1
-        )
+    logs = _logs_or_fail(directory, 1)
     reports = []
     with log_progress(directory, "verifying") as progress:
         for log in logs:
@@ -197,9 +208,7 @@ def verify(
 
 @app.command("archive")
 def archive_command(
-    directory: Annotated[
-        Path, typer.Argument(help="A log directory, or one holding instance logs.")
-    ],
+    directory: LogsArgument,
     before: Annotated[
         str, typer.Option("--before", help="Archive sealed segments signed before this time (UTC).")
     ],
@@ -221,10 +230,7 @@ def archive_command(
         cutoff = parse_timestamp(before)
     except ValueError as exc:
         raise _fail(f"--before: {exc}; use e.g. 2026-01-01 or 2026-01-01T00:00:00Z") from exc
-    logs = instance_logs(directory)
-    if not logs:
-        raise _fail(f"{directory}: no audit log here")
-    for log in logs:
+    for log in _logs_or_fail(directory):
         try:
             result = archive_segments(log, to, cutoff)
         except AuditError as exc:
@@ -237,12 +243,10 @@ def archive_command(
 
 @app.command("prove")
 def prove(
-    directory: Annotated[Path, typer.Argument(help="The log directory (one instance).")],
+    directory: InstanceArgument,
     seq: Annotated[int, typer.Option("--seq", help="Sequence number of the record.")],
     public_key: PublicKeyOption = None,
-    out: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write here, not stdout.")
-    ] = None,
+    out: OutputOption = None,
 ) -> None:
     """Print an inclusion proof (JSON) of one record against the latest signed tree head."""
     from audit.proofs import prove_inclusion
@@ -256,7 +260,7 @@ def prove(
 
 @app.command("prove-consistency")
 def prove_consistency_command(
-    directory: Annotated[Path, typer.Argument(help="The log directory (one instance).")],
+    directory: InstanceArgument,
     old_size: Annotated[
         int | None, typer.Option("--old-size", help="Tree size of the older signed tree head.")
     ] = None,
@@ -273,9 +277,7 @@ def prove_consistency_command(
         int | None, typer.Option("--new-size", help="Tree size of the newer one (default: latest).")
     ] = None,
     public_key: PublicKeyOption = None,
-    out: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write here, not stdout.")
-    ] = None,
+    out: OutputOption = None,
 ) -> None:
     """Print a consistency proof (JSON): the older signed tree is a prefix of the newer one."""
     from audit.proofs import prove_consistency
@@ -325,9 +327,7 @@ def check_proof_command(
 
 @app.command("subject")
 def subject(
-    directory: Annotated[
-        Path, typer.Argument(help="A log directory, or one holding instance logs.")
-    ],
+    directory: LogsArgument,
     subject_id: Annotated[
         str | None,
         typer.Option(
@@ -436,9 +436,7 @@ def subject(
 
 @app.command("export")
 def export(
-    directory: Annotated[
-        Path, typer.Argument(help="A log directory, or one holding instance logs.")
-    ],
+    directory: LogsArgument,
     output_format: Annotated[
         str, typer.Option("--format", help="html, json, csv or bundle (.tar.gz or a directory).")
     ],
@@ -468,10 +466,7 @@ def export(
         end = parse_timestamp(period_to) if period_to else None
     except ValueError as exc:
         raise _fail(f"--from/--to: {exc}; use e.g. 2026-11-01 or 2026-11-01T12:00:00Z") from exc
-    if not instance_logs(directory):
-        raise _fail(
-            f"{directory}: no audit log here (no segment files, nor subdirectories holding them)"
-        )
+    _logs_or_fail(directory)
     try:
         keys = _keys(public_key)
     except AuditError as exc:
