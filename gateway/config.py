@@ -73,6 +73,11 @@ class PlacementConfigModel(_Model):
     country_db: Path | None = None
     asn_db: Path | None = None
     jurisdictions: Path | None = None
+    site_networks: dict[str, str] = Field(
+        default_factory=dict,
+        description="This site's own networks and their country, e.g. {'10.20.0.0/16': 'NO'}: "
+        "no GeoIP database knows private ranges (as `fjordgate doctor` takes them).",
+    )
 
 
 class GatewayConfig(_Model):
@@ -137,6 +142,7 @@ class GatewayConfig(_Model):
                     country_db=fix(self.placement.country_db),
                     asn_db=fix(self.placement.asn_db),
                     jurisdictions=fix(self.placement.jurisdictions),
+                    site_networks=dict(self.placement.site_networks),
                 ),
             }
         )
