@@ -164,9 +164,10 @@ def archive_segments(directory: Path, archive: Path, before: datetime) -> Archiv
             )
         previous = load_checkpoint(directory)
         leaves = report.leaves
-        if previous is not None:
-            # The verifier started from the checkpoint; the proofs need the whole tree.
-            leaves = _archived_leaves(target, previous.tree_size) + leaves
+        if report.archived_records:
+            # The verifier started from the checkpoint; the proofs need the whole tree. (After
+            # a run interrupted before its deletions, it started from record 0 instead.)
+            leaves = _archived_leaves(target, report.archived_records) + leaves
             key_lines = {**_checkpoint_key_lines(directory), **key_lines}
         cutoff = utc_timestamp(before)
         sealing = {h.segment: h for h in report.heads if h.reason == "segment_sealed"}
@@ -212,6 +213,8 @@ def archive_segments(directory: Path, archive: Path, before: datetime) -> Archiv
         earlier = (
             orjson.loads(checkpoint_path(directory).read_bytes())["segments"] if previous else []
         )
+        # A rerun after an interrupted one copies some segments again: list each once.
+        segments_moved = list({m["name"]: m for m in [*earlier, *moved]}.values())
         document = {
             "format": CHECKPOINT_FORMAT,
             "log_id": report.log_id,
@@ -223,7 +226,7 @@ def archive_segments(directory: Path, archive: Path, before: datetime) -> Archiv
                 proof(seq, line) for seq, line in sorted(key_lines.items()) if seq < size
             ],
             "last_record": proof(size - 1, last_line),
-            "segments": [*earlier, *moved],
+            "segments": segments_moved,
         }
         _check(document)  # never write a checkpoint that would not verify
         text = orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"

@@ -122,3 +122,22 @@ def test_bundle_of_an_archived_log_verifies(tmp_path: Path) -> None:
         app, ["audit", "verify", str(out / "logs"), "--public-key", str(tmp_path / "public.pem")]
     )
     assert result.exit_code == 0, result.output
+
+
+def test_archive_interrupted_before_its_deletions_can_be_rerun(tmp_path: Path) -> None:
+    import shutil
+
+    key = SigningKey.generate()
+    log_dir, archive = tmp_path / "gw-1", tmp_path / "archive"
+    write_days(log_dir, key, 8, T0)
+    moved = archive_segments(log_dir, archive, T0 + timedelta(days=5)).segments
+    for name in moved:  # as if the run stopped after writing the checkpoint
+        shutil.copyfile(archive / "gw-1" / name, log_dir / name)
+    assert verify_log(log_dir, [key.public_key]).ok
+    write_days(log_dir, key, 1, T0 + timedelta(days=9))  # the writer reopens it too
+    again = archive_segments(log_dir, archive, T0 + timedelta(days=5))
+    assert again.segments == moved
+    assert not any((log_dir / name).exists() for name in moved)
+    assert verify_log(log_dir, [key.public_key]).ok
+    names = [s["name"] for s in orjson.loads((log_dir / CHECKPOINT_FILE).read_bytes())["segments"]]
+    assert names == moved
