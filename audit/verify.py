@@ -382,8 +382,12 @@ def verify_log(
                 )
             data = path.read_bytes()
             verifier.sealed = False
-            for raw in split_entries(data):
+            reported = 0
+            for count, raw in enumerate(split_entries(data)):
                 current_offset = raw.offset
+                if progress is not None and count % 2048 == 2047:
+                    progress(raw.offset - reported)
+                    reported = raw.offset
                 if not raw.complete and position == len(segments) - 1 and live:
                     report.warnings.append(
                         f"{path.name} byte {raw.offset}: the writer is appending; the "
@@ -401,7 +405,7 @@ def verify_log(
                 verifier.entry(raw.data, index, path.name, raw.offset)
             report.bytes_read += len(data)
             if progress is not None:
-                progress(len(data))
+                progress(len(data) - reported)
             if position < len(segments) - 1 and not verifier.sealed:
                 current_offset = len(data)
                 raise _Failed(
