@@ -402,7 +402,7 @@ def subject(
             ).decode()
         )
     else:
-        out = Console()
+        out = Console(width=None if sys.stdout.isatty() else 160)
         status = "[green]verified intact[/green]" if intact else "[red]FAILED verification[/red]"
         out.print(
             f"log: {status}; searched {len(needles)} pseudonyms; {len(matches)} records found"
