@@ -295,18 +295,31 @@ class FixedWindowOperator(WindowOperator):
         size = self.size
         windows = self._cache.get(partition, {})
         stored = self._stored.setdefault(partition, set())
+        encode = agg.encode
         for s, wd in windows.items():
             if not wd:
                 continue
-            keys = list(wd)
-            raw_keys = [encode_key(s, s + size, k) for k in keys]
+            # One packed prefix per window; only the key part differs per entry.
+            prefix = _KEY_HEAD.pack(s + size + _SHIFT, s + _SHIFT)
+            raw_keys = [prefix + k.encode() for k in wd]
             if s in stored:
                 olds = state.get_many(self.column, raw_keys)
-                for raw_key, k, old in zip(raw_keys, keys, olds, strict=True):
-                    batch.put(self.column, raw_key, agg.encode(self._merged(old, wd[k])))
+                merged = self._merged
+                batch.put_many(
+                    self.column,
+                    [
+                        (raw_key, encode(merged(old, delta)))
+                        for raw_key, old, delta in zip(raw_keys, olds, wd.values(), strict=True)
+                    ],
+                )
             else:
-                for raw_key, k in zip(raw_keys, keys, strict=True):
-                    batch.put(self.column, raw_key, agg.encode(wd[k]))
+                batch.put_many(
+                    self.column,
+                    [
+                        (raw_key, encode(d))
+                        for raw_key, d in zip(raw_keys, wd.values(), strict=True)
+                    ],
+                )
                 stored.add(s)
             self._cached -= len(wd)
             wd.clear()

@@ -9,7 +9,7 @@ so a partition's state and the position it reflects never disagree.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 
@@ -18,6 +18,11 @@ class StateBatch(ABC):
 
     @abstractmethod
     def put(self, column: str, key: bytes, value: bytes) -> None: ...
+
+    def put_many(self, column: str, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """Put many (key, value) pairs; implementations make this cheaper than a loop of put."""
+        for key, value in items:
+            self.put(column, key, value)
 
     @abstractmethod
     def delete(self, column: str, key: bytes) -> None: ...

@@ -11,7 +11,7 @@ compaction can drop the dead keys.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from confluent_kafka import Producer
@@ -41,6 +41,10 @@ class _RecordingBatch(StateBatch):
     def put(self, column: str, key: bytes, value: bytes) -> None:
         self.inner.put(column, key, value)
         self.ops.append(("put", column, key, value))
+
+    def put_many(self, column: str, items: Iterable[tuple[bytes, bytes]]) -> None:
+        for key, value in items:
+            self.put(column, key, value)
 
     def delete(self, column: str, key: bytes) -> None:
         self.inner.delete(column, key)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from rocksdict import (
@@ -46,6 +46,15 @@ class _RocksDBBatch(StateBatch):
     def put(self, column: str, key: bytes, value: bytes) -> None:
         self._batch.put(key, value, self._handle(column))
         self._count += 1
+
+    def put_many(self, column: str, items: Iterable[tuple[bytes, bytes]]) -> None:
+        handle = self._handle(column)
+        put = self._batch.put
+        count = 0
+        for key, value in items:
+            put(key, value, handle)
+            count += 1
+        self._count += count
 
     def delete(self, column: str, key: bytes) -> None:
         self._batch.delete(key, self._handle(column))
