@@ -262,7 +262,7 @@ def test_interrupted_committer_withdraws_its_batch_and_the_log_goes_on(
 ) -> None:
     import ctypes
 
-    log = AuditLog.open(log_dir, signing_key, batch_size=10, linger_ms=1_000)
+    log = AuditLog.open(log_dir, signing_key, batch_size=10, linger_ms=3_000)
     outcomes: dict[str, BaseException | None] = {}
 
     def append(name: str) -> None:
