@@ -4,6 +4,7 @@ Merkle root and every tree-head signature, reporting the first thing that is wro
 from __future__ import annotations
 
 import binascii
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +17,12 @@ from audit.canonical import canonical_json
 from audit.errors import AuditError
 from audit.keys import PublicKey
 from audit.log import FORMAT, GENESIS_PREV, SIGNING_KEY_ROTATION
-from audit.merkle import MerkleFrontier, leaf_hash
-from audit.segments import instance_logs, list_segments, split_entries, writer_active
+from audit.merkle import LEAF_PREFIX, MerkleFrontier
+from audit.segments import instance_logs, list_segments, writer_active
 from audit.tree_head import TREE_HEAD_TYPE, SignedTreeHead
+
+_sha256 = hashlib.sha256
+_loads = orjson.loads
 
 RecordVisitor = Callable[[dict[str, Any], str, int], None]
 """Called with (record, segment file name, byte offset) for every record that verified."""
@@ -145,7 +149,7 @@ class _LogVerifier:
 
     def entry(self, line: bytes, segment: int, segment_name: str, offset: int) -> None:
         try:
-            value = orjson.loads(line)
+            value = _loads(line)
         except orjson.JSONDecodeError as exc:
             raise _Failed(f"not valid UTF-8 JSON ({exc})", self.frontier.size) from exc
         if not isinstance(value, dict):
@@ -192,7 +196,7 @@ class _LogVerifier:
             raise _Failed("a second log_created record", seq)
         elif record["type"] == SIGNING_KEY_ROTATION:
             self.rotation(record, seq)
-        digest = leaf_hash(line)
+        digest = _sha256(LEAF_PREFIX + line).digest()
         self.frontier.append(digest)
         if self.keep_leaves:
             self.report.leaves.append(digest)
@@ -383,26 +387,32 @@ def verify_log(
             data = path.read_bytes()
             verifier.sealed = False
             reported = 0
-            for count, raw in enumerate(split_entries(data)):
-                current_offset = raw.offset
+            lines = data.split(b"\n")
+            tail = lines.pop()  # empty when the segment ends with a whole entry
+            offset = 0
+            entry = verifier.entry
+            for count, line in enumerate(lines):
+                current_offset = offset
                 if progress is not None and count % 2048 == 2047:
-                    progress(raw.offset - reported)
-                    reported = raw.offset
-                if not raw.complete and position == len(segments) - 1 and live:
+                    progress(offset - reported)
+                    reported = offset
+                entry(line, index, path.name, offset)
+                offset += len(line) + 1
+            if tail:
+                current_offset = offset
+                if position == len(segments) - 1 and live:
                     report.warnings.append(
-                        f"{path.name} byte {raw.offset}: the writer is appending; the "
-                        f"{len(raw.data)} bytes of its unfinished write were not checked"
+                        f"{path.name} byte {offset}: the writer is appending; the "
+                        f"{len(tail)} bytes of its unfinished write were not checked"
                     )
-                    data = data[: raw.offset]
-                    break
-                if not raw.complete:
+                    data = data[:offset]
+                else:
                     raise _Failed(
                         "a partial entry at the end of the segment (torn tail): the writer "
                         "crashed and the log was not reopened, or the file was cut; opening the "
                         "log cuts it back and records the recovery",
                         verifier.frontier.size,
                     )
-                verifier.entry(raw.data, index, path.name, raw.offset)
             report.bytes_read += len(data)
             if progress is not None:
                 progress(len(data) - reported)
