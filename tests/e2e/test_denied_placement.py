@@ -204,12 +204,6 @@ def _verify_strict(audit_dir: Path, signing_key: Path, tmp_path: Path) -> int:
 
 
 @pytest.mark.kafka
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/config.py PlacementConfigModel has no site_networks (doctor's placement "
-    "config has): brokers on a private network, which no GeoIP database knows, fail "
-    "kafka.brokers ('in no known country') and the gateway can never start in enforce mode",
-)
 def test_gateway_starts_with_brokers_on_a_declared_site_network(
     tmp_path: Path, kafka_bootstrap: str
 ) -> None:
@@ -226,3 +220,9 @@ def test_gateway_starts_with_brokers_on_a_declared_site_network(
         served.wait_ready()
     finally:
         served.terminate()
+
+    key = export_public_key(gw.signing_key, tmp_path / "audit.pub")
+    report = export_report(gw.audit_dir, key, tmp_path / "report.json")
+    [placement] = report["placement_attestations"]["rows"]
+    assert placement["mode"] == "enforce" and placement["outcome"] in ("pass", "warn")
+    assert "kafka.brokers" not in placement["not_passed"]

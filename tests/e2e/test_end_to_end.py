@@ -134,6 +134,7 @@ def test_http_to_postgres_in_enforce_mode_is_exact_minimised_and_accounted_for(
     geo = plant_geo(tmp_path / "geo", IN_NORWAY)
     gw = gateway_setup(tmp_path / "gateway", kafka_bootstrap, policy, geo)
     served = gw.served(tmp_path / "gateway.log")
+    processor: subprocess.Popen[bytes] | None = None
     served.start()
     try:
         served.wait_ready()
@@ -169,6 +170,9 @@ def test_http_to_postgres_in_enforce_mode_is_exact_minimised_and_accounted_for(
         metrics = orjson.loads(finish.stdout)
         assert metrics["too_late"] == 0 and metrics["undecodable"] == 0
     finally:
+        if processor is not None and processor.poll() is None:  # a failed step above
+            processor.kill()
+            processor.wait()
         served.terminate()
     # A clean stop: uvicorn re-raises SIGTERM once it has shut down (and the audit log is
     # closed: `audit verify --strict` below finds every record under a signed tree head).

@@ -112,6 +112,7 @@ def test_doctor_config_checks_what_the_services_use() -> None:
     assert doctor.placement.state_dir == proc.localdir
     assert doctor.placement.processor_config == ETC / "processor.yaml"
     assert doctor.geo.paths() == (gateway.placement.country_db, gateway.placement.asn_db)
+    assert doctor.placement.site_networks == gateway.placement.site_networks
 
 
 def _compose() -> dict[str, Any]:
