@@ -6,6 +6,7 @@ file and systemd units that name it; so it cannot silently rot as the code moves
 from __future__ import annotations
 
 import configparser
+import ipaddress
 import re
 import shlex
 from pathlib import Path
@@ -18,6 +19,7 @@ from pydantic import BaseModel
 import processor.config
 from gateway.config import GatewayConfig
 from policies import load_policy
+from policies.egress import evaluate_egress
 from policies.location.doctor import load_doctor_config
 from processor import KafkaSource, PostgresSink, ProcessorConfig, TumblingWindow, load_job
 
@@ -176,3 +178,27 @@ def test_the_deployed_processor_checks_and_audits_its_destinations() -> None:
     commands.append(shlex.split(parser["Service"]["ExecStart"]))
     for command in commands:
         assert {"--policy", "--geo-dir", "--audit-dir", "--audit-key"} <= set(command)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="deploy/compose.yaml leaves its network to the container engine (172.16.0.0/12 by "
+    "default), where the shipped policy denies egress (only 10.0.0.0/8 is allowed): the "
+    "gateway refuses to publish to kafka:9092; give the default network a 10.x subnet",
+)
+def test_the_compose_network_is_one_the_policy_lets_data_reach() -> None:
+    policy = load_policy(CONFIG / "policy.yaml")
+    gateway = GatewayConfig.load(CONFIG / "gateway.yaml")
+    subnets = [
+        ipaddress.ip_network(pool["subnet"])
+        for network in (_compose().get("networks") or {}).values()
+        for pool in ((network or {}).get("ipam") or {}).get("config", [])
+    ]
+    assert subnets, "compose.yaml names no subnet for its services"
+    for subnet in subnets:
+        broker = next(subnet.hosts())
+        verdict = evaluate_egress(policy, f"kafka://{broker}:9092")
+        assert verdict.outcome == "allow", verdict.reasons
+        assert any(
+            broker in ipaddress.ip_network(net) for net in gateway.placement.site_networks
+        ), "the gateway's placement check must know the compose network's country"
