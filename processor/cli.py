@@ -15,7 +15,7 @@ import typer
 
 from processor.checkpoints import CheckpointStore
 from processor.config import ProcessorConfig
-from processor.errors import ProcessorError
+from processor.errors import ConfigError, ProcessorError
 from processor.guard import PolicyGuard, RecordingGuard, StartGuard
 from processor.jobfile import load_job
 from processor.operators.fixed import decode_key
@@ -41,19 +41,23 @@ def _guard(policy: Path | None, geo_dir: Path | None, audit_dir: Path | None,
             file=sys.stderr,
         )
         return RecordingGuard()
-    from policies import load_policy
-    from policies.location import Locator, default_geo_dir
+    from audit import AuditError, AuditLog, SigningKey
+    from policies import PolicyError, load_policy
+    from policies.location import LocationError, Locator, default_geo_dir
 
     geo = geo_dir or default_geo_dir()
-    locator = Locator.open(geo / "country.mmdb", geo / "asn.mmdb")
-    audit_log = None
-    if audit_dir is not None:
-        from audit import AuditLog, SigningKey
-
-        if audit_key is None:
-            raise typer.BadParameter("--audit-dir needs --audit-key (the Ed25519 signing key)")
-        audit_log = AuditLog.open(audit_dir, SigningKey.load(audit_key))
-    return PolicyGuard(load_policy(policy), locator, audit_log)
+    try:
+        locator = Locator.open(geo / "country.mmdb", geo / "asn.mmdb")
+        loaded = load_policy(policy)
+        audit_log = None
+        if audit_dir is not None:
+            if audit_key is None:
+                raise typer.BadParameter("--audit-dir needs --audit-key (the Ed25519 signing key)")
+            audit_log = AuditLog.open(audit_dir, SigningKey.load(audit_key))
+    except (PolicyError, LocationError, AuditError) as exc:
+        # Their messages name the file and what to fix; the job must not start unchecked.
+        raise ConfigError(f"{type(exc).__name__}: {exc}") from exc
+    return PolicyGuard(loaded, locator, audit_log)
 
 
 def _run(
@@ -85,9 +89,8 @@ def _run(
         start_http_server(metrics_port, addr="127.0.0.1")
     try:
         job = load_job(job_file)
-        runner = make_runner(
-            job, _config(config), guard=_guard(policy, geo_dir, audit_dir, audit_key)
-        )
+        guard = _guard(policy, geo_dir, audit_dir, audit_key)
+        runner = make_runner(job, _config(config), guard=guard)
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())

@@ -88,3 +88,16 @@ def test_a_bad_job_file_exits_2_with_the_line(tmp_path: Path) -> None:
     out = CliRunner().invoke(app, ["processor", "run", str(job)])
     assert out.exit_code == 2
     assert "job.yaml" in out.output and "key_by" in out.output
+
+
+def test_a_policy_that_cannot_be_loaded_stops_the_job_before_it_starts(tmp_path: Path) -> None:
+    job, config = setup_job(tmp_path)
+    (tmp_path / "geo").mkdir()
+    out = CliRunner().invoke(
+        app,
+        ["processor", "run", str(job), "--config", str(config), "--until-end",
+         "--policy", str(tmp_path / "missing.yaml"), "--geo-dir", str(tmp_path / "geo")],
+    )  # fmt: skip
+    assert out.exit_code == 2
+    assert "fjordgate processor run:" in out.output
+    assert not (tmp_path / "out.db").exists()
