@@ -84,7 +84,7 @@ def _now() -> datetime:
 
 
 def _note(level: str, event: str, **fields: object) -> None:
-    """Log an event; a broken log sink must never stop the writer thread (that would leave
+    """Log an event; a broken log sink must never break a commit in progress (that would leave
     appenders waiting), so its errors are swallowed here."""
     with contextlib.suppress(Exception):
         getattr(_log, level)(event, **fields)
@@ -544,7 +544,8 @@ class AuditLog:
     def _commit_records(
         self, records: Sequence[Mapping[str, Any]], *, reason: str, force_tree_head: bool = False
     ) -> list[AuditReceipt | AuditError]:
-        """Encode, chain and write `records` with one write and one fsync (writer thread only)."""
+        """Encode, chain and write `records` with one write and one fsync (the committing
+        thread only)."""
         if self._segment_bytes > 0 and (
             self._segment_bytes >= self._segment_max_bytes
             or self._clock().timestamp() - self._segment_started >= self._segment_max_age
