@@ -191,7 +191,7 @@ class JobRunner:
         if -(2**53) < tracker.watermark < 2**53:
             prom.WATERMARK.labels(name).set(tracker.watermark)
         if op.cached_entries() > cfg.state_cache_entries:
-            self._flush_state()
+            self._flush_state(evict=True)
         if (
             finished
             or time.monotonic() - self._last_checkpoint >= cfg.checkpoint_interval_ms / 1000
@@ -229,10 +229,10 @@ class JobRunner:
             if self.side_output is not None:
                 self.side_output.write(late)
 
-    def _flush_state(self) -> None:
+    def _flush_state(self, *, evict: bool) -> None:
         for p, state in self.states.items():
             batch = state.new_batch()
-            self.operator.flush(p, state, batch)
+            self.operator.flush(p, state, batch, evict=evict)
             batch.put_meta("offset", str(self.positions[p]).encode())
             state.commit(batch)
         self.metrics.state_flushes += 1
@@ -240,7 +240,7 @@ class JobRunner:
     def checkpoint(self) -> CheckpointInfo:
         """Flush cached state and write a consistent checkpoint of state + offsets + watermarks."""
         began = time.monotonic()
-        self._flush_state()
+        self._flush_state(evict=False)
         info = self.checkpoints.write(
             self.job.name,
             self.states,

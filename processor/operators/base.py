@@ -76,8 +76,11 @@ class WindowOperator(ABC):
         """Results of windows the watermark completed, and updates of fired windows."""
 
     @abstractmethod
-    def flush(self, partition: int, state: PartitionState, batch: StateBatch) -> None:
-        """Put every cached change into `batch` so the state store holds it all."""
+    def flush(
+        self, partition: int, state: PartitionState, batch: StateBatch, *, evict: bool = False
+    ) -> None:
+        """Put every cached change into `batch` so the state store holds it all;
+        with `evict`, also release the memory the cache holds."""
 
     @abstractmethod
     def restore(self, partition: int, state: PartitionState) -> None:

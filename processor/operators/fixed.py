@@ -1,11 +1,14 @@
 """Tumbling and hopping windows: fixed-size windows aggregated through a write-back cache.
 
-The ingest loop never touches RocksDB: each event updates an in-memory partial
-accumulator of its (window, key). Partials are merged into RocksDB when a
-window fires, when the cache is full and before every checkpoint; because
-every aggregation is associative, DB value ⊕ partial is the exact state.
-State keys are `end (8 bytes, big-endian) + start (8 bytes) + key`, so the
-windows to fire and to purge are one ordered range scan and one delete_range.
+The ingest loop never touches RocksDB: each event updates the in-memory
+accumulator of its (window, key). A window is either *resident* (the cache
+holds every key's full value; RocksDB holds only a copy written at each
+checkpoint) or *spilled* (evicted when the cache was full, or restored from a
+checkpoint: RocksDB holds the values and the cache holds partials since then;
+because every aggregation is associative, stored value ⊕ partial is exact).
+Resident windows fire from memory; spilled ones merge with RocksDB.
+State keys are `end (8 bytes, big-endian) + start (8 bytes) + key`, so a
+window's rows are one ordered range and expired windows one delete_range.
 """
 
 from __future__ import annotations
@@ -80,13 +83,16 @@ class FixedWindowOperator(WindowOperator):
         self.size = window.size_ms
         numeric = isinstance(aggregation, Max | Min | Sum | Mean)
         self._decoder = _typed_decoder(fields, aggregation.field) if numeric else None
-        # Per partition: window start -> key -> partial accumulator since the last merge.
+        # Per partition: window start -> key -> accumulator (full value in a resident
+        # window, partial since the spill in a spilled one).
         self._cache: dict[int, dict[int, dict[str, Any]]] = {}
         self._cached = 0
         self._fired: dict[int, int] = {}
         self._late_touched: dict[int, set[tuple[int, str]]] = {}
-        # Window starts that may have rows in RocksDB; others are written blind.
-        self._stored: dict[int, set[int]] = {}
+        # Window starts whose values live in RocksDB (spilled); the others are resident.
+        self._spilled: dict[int, set[int]] = {}
+        # Window starts with rows in RocksDB at all (spilled, or a resident's checkpoint copy).
+        self._written: dict[int, set[int]] = {}
 
     # -- ingest ------------------------------------------------------------
 
@@ -225,64 +231,75 @@ class FixedWindowOperator(WindowOperator):
             return agg.decode(old)
         return agg.merge(agg.decode(old), delta)
 
+    def _window_range(self, start: int) -> tuple[bytes, bytes]:
+        prefix = _KEY_HEAD.pack(start + self.size + _SHIFT, start + _SHIFT)
+        return prefix, _KEY_HEAD.pack(start + self.size + _SHIFT, start + 1 + _SHIFT)
+
     def fire(self, partition: int, state: PartitionState, watermark: int) -> list[WindowResult]:
         agg = self.aggregation
         size = self.size
         lateness = self.allowed_lateness_ms
         fired = self._fired.get(partition, MIN_WATERMARK)
         windows = self._cache.setdefault(partition, {})
-        stored = self._stored.setdefault(partition, set())
+        spilled = self._spilled.setdefault(partition, set())
+        written = self._written.setdefault(partition, set())
+        plain = type(agg).result is Aggregation.result  # the accumulator is the result
         results: list[WindowResult] = []
         batch = state.new_batch()
 
         touched = self._late_touched.pop(partition, set())
         if touched:
             ordered = sorted(touched)
-            olds = state.get_many(self.column, [encode_key(s, s + size, k) for s, k in ordered])
-            for (s, k), old in zip(ordered, olds, strict=True):
-                acc = self._merged(old, windows.get(s, {}).get(k))
+            in_db = [(s, k) for s, k in ordered if s in spilled]
+            olds = dict(
+                zip(
+                    in_db,
+                    state.get_many(self.column, [encode_key(s, s + size, k) for s, k in in_db]),
+                    strict=True,
+                )
+            )
+            for s, k in ordered:
+                acc = self._merged(olds.get((s, k)), windows.get(s, {}).get(k))
                 results.append(WindowResult(s, s + size, k, agg.result(acc)))
 
         if watermark > fired:
             # Windows whose end - 1 falls in (fired, watermark] complete now.
-            completing = sorted(s for s in windows if fired + 1 < s + size <= watermark + 1)
-            deltas = {s: windows[s] for s in completing}
-            lo = _end_prefix(max(fired + 2, MIN_WATERMARK))
-            hi = _end_prefix(watermark + 2)
-            for raw_key, raw_value in state.scan(self.column, lo, hi):
-                s, e, k = decode_key(raw_key)
-                wd = deltas.get(s)
-                delta = wd.pop(k, None) if wd is not None else None
-                if delta is not None:
-                    self._cached -= 1
-                acc = self._merged(raw_value, delta)
-                results.append(WindowResult(s, e, k, agg.result(acc)))
-                if lateness > 0 and delta is not None:
-                    batch.put(self.column, raw_key, agg.encode(acc))
-            plain = type(agg).result is Aggregation.result  # the accumulator is the result
-            for s in completing:
-                rest = deltas[s]
+            ends_ok = [s for s in windows.keys() | spilled if fired + 1 < s + size <= watermark + 1]
+            for s in sorted(ends_ok):
                 end = s + size
+                cached = windows.pop(s, {})
+                self._cached -= len(cached)
+                merged: dict[str, Any] = cached
+                if s in spilled:
+                    merged = {}
+                    lo, hi = self._window_range(s)
+                    for raw_key, raw_value in state.scan(self.column, lo, hi):
+                        k = raw_key[16:].decode()
+                        merged[k] = self._merged(raw_value, cached.pop(k, None))
+                    merged.update(cached)  # keys first seen after the spill
                 if plain:
-                    results.extend([WindowResult(s, end, k, d) for k, d in rest.items()])
+                    results.extend([WindowResult(s, end, k, v) for k, v in merged.items()])
                 else:
                     results.extend(
-                        [WindowResult(s, end, k, agg.result(d)) for k, d in rest.items()]
+                        [WindowResult(s, end, k, agg.result(v)) for k, v in merged.items()]
                     )
                 if lateness > 0:
-                    # Kept until its lateness runs out: the store holds the merged values.
-                    for k, d in rest.items():
-                        batch.put(self.column, encode_key(s, end, k), agg.encode(d))
-                self._cached -= len(windows.pop(s))
-                if lateness > 0:
-                    stored.add(s)
+                    # Kept until its lateness runs out, spilled: RocksDB holds the values.
+                    prefix = _KEY_HEAD.pack(end + _SHIFT, s + _SHIFT)
+                    encode = agg.encode
+                    batch.put_many(
+                        self.column, [(prefix + k.encode(), encode(v)) for k, v in merged.items()]
+                    )
+                    spilled.add(s)
+                    written.add(s)
                     windows[s] = {}
             # Windows past their allowed lateness are dropped from the store and cache.
             purge_end = watermark + 1 - lateness
             batch.delete_range(self.column, _end_prefix(MIN_WATERMARK), _end_prefix(purge_end + 1))
-            for s in [s for s in windows if s + size <= purge_end]:
-                self._cached -= len(windows.pop(s))
-                stored.discard(s)
+            for s in [s for s in windows.keys() | written if s + size <= purge_end]:
+                self._cached -= len(windows.pop(s, {}))
+                spilled.discard(s)
+                written.discard(s)
             self._fired[partition] = watermark
             batch.put_meta(f"fired:{self.column}", str(watermark).encode())
         state.commit(batch)
@@ -290,45 +307,43 @@ class FixedWindowOperator(WindowOperator):
 
     # -- persistence -------------------------------------------------------
 
-    def flush(self, partition: int, state: PartitionState, batch: StateBatch) -> None:
+    def flush(
+        self, partition: int, state: PartitionState, batch: StateBatch, *, evict: bool = False
+    ) -> None:
+        """Write the cache to RocksDB: resident windows as copies (kept in memory),
+        spilled ones merged; with `evict`, every window is spilled and the cache emptied."""
         agg = self.aggregation
         size = self.size
         windows = self._cache.get(partition, {})
-        stored = self._stored.setdefault(partition, set())
+        spilled = self._spilled.setdefault(partition, set())
+        written = self._written.setdefault(partition, set())
         encode = agg.encode
+        merged_of = self._merged
         for s, wd in windows.items():
             if not wd:
                 continue
             # One packed prefix per window; only the key part differs per entry.
             prefix = _KEY_HEAD.pack(s + size + _SHIFT, s + _SHIFT)
             raw_keys = [prefix + k.encode() for k in wd]
-            if s in stored:
+            if s in spilled:
                 olds = state.get_many(self.column, raw_keys)
-                merged = self._merged
-                batch.put_many(
-                    self.column,
-                    [
-                        (raw_key, encode(merged(old, delta)))
-                        for raw_key, old, delta in zip(raw_keys, olds, wd.values(), strict=True)
-                    ],
-                )
+                pairs = zip(raw_keys, olds, wd.values(), strict=True)
+                batch.put_many(self.column, [(rk, encode(merged_of(o, d))) for rk, o, d in pairs])
             else:
-                batch.put_many(
-                    self.column,
-                    [
-                        (raw_key, encode(d))
-                        for raw_key, d in zip(raw_keys, wd.values(), strict=True)
-                    ],
-                )
-                stored.add(s)
-            self._cached -= len(wd)
-            wd.clear()
+                # Full values: written blind, whatever RocksDB held for them before.
+                pairs2 = zip(raw_keys, wd.values(), strict=True)
+                batch.put_many(self.column, [(rk, encode(v)) for rk, v in pairs2])
+            written.add(s)
+            if s in spilled or evict:
+                spilled.add(s)
+                self._cached -= len(wd)
+                wd.clear()
         for s in [s for s, wd in windows.items() if not wd]:
             del windows[s]
         batch.put_meta(
             f"fired:{self.column}", str(self._fired.get(partition, MIN_WATERMARK)).encode()
         )
-        batch.put_meta(f"windows:{self.column}", orjson.dumps(sorted(stored)))
+        batch.put_meta(f"windows:{self.column}", orjson.dumps(sorted(written)))
 
     def restore(self, partition: int, state: PartitionState) -> None:
         self.drop(partition)
@@ -336,14 +351,17 @@ class FixedWindowOperator(WindowOperator):
         if fired is not None:
             self._fired[partition] = int(fired)
         stored = state.get_meta(f"windows:{self.column}")
-        self._stored[partition] = set(orjson.loads(stored)) if stored is not None else set()
+        # After a restore RocksDB holds every value: all windows start spilled.
+        self._written[partition] = set(orjson.loads(stored)) if stored is not None else set()
+        self._spilled[partition] = set(self._written[partition])
 
     def drop(self, partition: int) -> None:
         for wd in self._cache.pop(partition, {}).values():
             self._cached -= len(wd)
         self._fired.pop(partition, None)
         self._late_touched.pop(partition, None)
-        self._stored.pop(partition, None)
+        self._spilled.pop(partition, None)
+        self._written.pop(partition, None)
 
     def cached_entries(self) -> int:
         return self._cached

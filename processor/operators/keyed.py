@@ -152,7 +152,10 @@ class KeyedBufferOperator(WindowOperator):
         self._fired[partition] = watermark
         return results
 
-    def flush(self, partition: int, state: PartitionState, batch: StateBatch) -> None:
+    def flush(
+        self, partition: int, state: PartitionState, batch: StateBatch, *, evict: bool = False
+    ) -> None:
+        # Live keys stay in memory (they are the timers' working set); `evict` cannot apply.
         keys = self._keys.get(partition, {})
         for key in self._changed.pop(partition, set()):
             windows = keys.get(key)

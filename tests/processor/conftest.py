@@ -39,6 +39,8 @@ def _run_events(
     batch_size: int = 10_000,
     partitions: int = 1,
     partition_of: Callable[[Event], int] | None = None,
+    cache_entries: int = 2_000_000,
+    checkpoint_interval_ms: int = 10_000,
 ) -> tuple[dict[tuple[str, str, str], object], JobMetrics, Path]:
     """Run a bounded job over `events` in this arrival order; final result per window and key."""
     run = root / f"run{next(_counter)}"
@@ -58,7 +60,13 @@ def _run_events(
         .sink(JsonlSink(run / "out.jsonl"))
         .side_output(FileSideOutput(run / "late.jsonl"))
     )
-    config = ProcessorConfig(localdir=run / "state", batch_size=batch_size, poll_timeout_ms=0)
+    config = ProcessorConfig(
+        localdir=run / "state",
+        batch_size=batch_size,
+        poll_timeout_ms=0,
+        state_cache_entries=cache_entries,
+        checkpoint_interval_ms=checkpoint_interval_ms,
+    )
     metrics = run_job(job, config, stop_at_end=True)
     log.close()
     out = run / "out.jsonl"

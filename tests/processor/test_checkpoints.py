@@ -106,7 +106,7 @@ def test_the_state_cache_count_returns_to_zero_once_every_window_fired(tmp_path:
     runner = JobRunner(job(log, tmp_path), config)
     runner.start()
     runner.step()
-    runner._flush_state()  # some keys now live in RocksDB, later deltas in the cache
+    runner._flush_state(evict=True)  # keys now live in RocksDB, later partials in the cache
     while runner.step(stop_at_end=True):
         pass
     assert runner.operator.cached_entries() == 0

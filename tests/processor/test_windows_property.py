@@ -245,3 +245,28 @@ def test_event_later_than_allowed_lateness_goes_to_the_side_output(
     assert metrics.too_late == 1
     side = [orjson.loads(line) for line in (run / "late.jsonl").read_text().splitlines()]
     assert [(s["offset"], s["reason"], s["event"]["v"]) for s in side] == [(2, "too-late", 99)]
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    events=events_st,
+    shape=st.sampled_from([(10_000, 10_000), (9_000, 3_000)]),
+    lateness=st.sampled_from([0, 3_000]),
+    batch=st.integers(min_value=1, max_value=10),
+    cache=st.integers(min_value=1, max_value=6),
+)
+def test_results_do_not_depend_on_cache_evictions_or_checkpoints(
+    run_events: Any, tmp_path_factory: pytest.TempPathFactory,
+    events: list[Event], shape: tuple[int, int], lateness: int, batch: int, cache: int,
+) -> None:  # fmt: skip
+    # A tiny cache spills windows to RocksDB all the time, and a checkpoint after
+    # every batch writes resident windows' copies: a sum counts every event once.
+    window = HoppingWindow(*shape)
+    got, _, _ = run_events(
+        tmp_path_factory.mktemp("ev"), events, window, Sum("v"), out_of_orderness_ms=2_000,
+        allowed_lateness_ms=lateness, batch_size=batch, cache_entries=cache,
+        checkpoint_interval_ms=0,
+    )  # fmt: skip
+    assert got == reference(events, window, 2_000, lateness, sum)
