@@ -128,7 +128,12 @@ def write_csv(report: AuditReport, path: Path) -> None:
         ("placement", report.placements, "component", ("outcome", "not_passed", "policy_hash")),
         ("policy_loaded", report.policies, "policy_hash", ("name", "version", "mode")),
         ("policy_rejected", report.policy_rejections, "path", ("kept_policy_hash", "issues")),
-        ("key_rotation", report.key_rotations, "key", ("old_key_id", "new_key_id")),
+        (
+            "key_rotation",
+            report.key_rotations,
+            "key",
+            ("action", "key_id", "old_key_id", "new_key_id"),
+        ),
         ("recovery", report.recoveries, "reason", ("segment", "offset", "bytes_discarded")),
     )
     for section, items, key, details in lists:

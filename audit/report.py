@@ -217,12 +217,16 @@ class _Collector:
                 }
             )
         elif kind in ("key_rotation", SIGNING_KEY_ROTATION):
+            # A keyring change (`fjordgate keys new|rotate|shred`) names its `action` and the
+            # `key_id` it created or destroyed; a record without them is a rotation.
             report.key_rotations.add(
                 {
                     **where,
                     "key": "audit signing key"
                     if kind == SIGNING_KEY_ROTATION
                     else _as_str(record.get("keyring") or record.get("purpose") or "key"),
+                    "action": _as_str(record.get("action") or "rotate"),
+                    "key_id": _as_str(record.get("key_id") or record.get("new_key_id")),
                     "old_key_id": _as_str(record.get("old_key_id")),
                     "new_key_id": _as_str(record.get("new_key_id")),
                 }

@@ -390,10 +390,12 @@ def render_html(report: AuditReport, title: str = "fjordgate audit report") -> s
                 ("ts", "time"),
                 ("instance", "instance"),
                 ("key", "key"),
+                ("action", "action"),
+                ("key_id", "key id"),
                 ("old_key_id", "old key"),
                 ("new_key_id", "new key"),
             ],
-            "No key was rotated in this period.",
+            "No key was created, rotated or shredded in this period.",
         )
         + _event_table(
             "Crash recoveries",

@@ -11,11 +11,11 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, NoReturn
 
 import orjson
 import typer
@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from audit import AuditError, AuditLog, SigningKey
 from gateway.pii.detector import Detector
 from gateway.pii.errors import PiiError, ScanLimitError
 from gateway.pii.findings import PII_TYPES
@@ -271,11 +272,114 @@ _KEYRING_OPTION = typer.Option(
     envvar="FJORDGATE_KEYRING",
     help="Keyring file (mode 0600). Also FJORDGATE_KEYRING.",
 )
+_AUDIT_DIR_OPTION = typer.Option(
+    None,
+    "--audit-dir",
+    envvar="FJORDGATE_AUDIT_DIR",
+    file_okay=False,
+    help="Record the change in the audit log in this directory (one of its own, e.g. "
+    "/var/lib/fjordgate/audit/keys). Needs --audit-key. Also FJORDGATE_AUDIT_DIR.",
+)
+_AUDIT_KEY_OPTION = typer.Option(
+    None,
+    "--audit-key",
+    envvar="FJORDGATE_AUDIT_KEY",
+    dir_okay=False,
+    help="The audit log's Ed25519 signing key (mode 0600). Also FJORDGATE_AUDIT_KEY.",
+)
+
+KEY_AUDIT_TYPE: Final = "key_rotation"
 
 
 def _fail(exc: PiiError) -> typer.Exit:
     _err(f"fjordgate keys: {exc}")
     return typer.Exit(1)
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, in words that hold no key material (paths and errno texts only)."""
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return where + (exc.strerror or type(exc).__name__)
+    return str(exc) or type(exc).__name__
+
+
+class _KeyAudit:
+    """The audit log one `fjordgate keys` command records its change in (or none).
+
+    The log is opened before anything changes, so a log that cannot be opened (held by
+    another process, unwritable, a wrong key) stops the command with the keyring untouched.
+    Every message says whether the keyring was changed.
+    """
+
+    def __init__(
+        self, command: str, keyring: Path, directory: Path | None, key_file: Path | None
+    ) -> None:
+        self.command = command
+        self.keyring = keyring
+        self.directory = directory
+        self.log: AuditLog | None = None
+        if directory is None and key_file is None:
+            return
+        if directory is None or key_file is None:
+            self.error(
+                "--audit-dir and --audit-key go together (also FJORDGATE_AUDIT_DIR and "
+                "FJORDGATE_AUDIT_KEY); the keyring was not changed",
+                code=2,
+            )
+        try:
+            self.log = AuditLog.open(directory, SigningKey.load(key_file))
+        except (AuditError, OSError, ValueError) as exc:
+            self.error(
+                f"cannot open the audit log {directory}: {_reason(exc)}; the keyring was "
+                "not changed"
+            )
+
+    def error(self, message: str, code: int = 1) -> NoReturn:
+        _err(f"fjordgate keys {self.command}: {message}")
+        self.abandon()
+        raise typer.Exit(code)
+
+    def abandon(self) -> None:
+        """Close the log without a record (nothing changed); a failure here changes nothing."""
+        if self.log is not None:
+            log, self.log = self.log, None
+            with suppress(Exception):
+                log.close()
+
+    def record(self, action: str, key_id: str, **fields: Any) -> int:
+        """Append one durable `key_rotation` record; returns its seq. Raises on failure."""
+        assert self.log is not None
+        record: dict[str, Any] = {
+            "type": KEY_AUDIT_TYPE,
+            "component": "keys",
+            "action": action,
+            "keyring": self.keyring.name,
+            "key_id": key_id,
+            **fields,
+        }
+        return self.log.append(record).seq
+
+    def finish(self, done: str, seq: int) -> None:
+        """Close the log (writing its signed tree head) after a recorded change."""
+        assert self.log is not None
+        log, self.log = self.log, None
+        try:
+            log.close()
+        except Exception as exc:  # any failure is reported; the record is durable already
+            _err(
+                f"fjordgate keys {self.command}: {done} and recorded in the audit log "
+                f"{self.directory} (record {seq}), but closing the log failed: {_reason(exc)}; "
+                "its signed tree head is written when the log is next opened"
+            )
+            raise typer.Exit(1) from None
+
+    def unaudited_warning(self) -> None:
+        if self.log is None:
+            _err(
+                f"warning: fjordgate keys {self.command}: this change is not audited (no "
+                "--audit-dir/--audit-key); keep your own record of it"
+            )
 
 
 @keys_app.command("new")
@@ -284,13 +388,40 @@ def keys_new(
     force: bool = typer.Option(
         False, "--force", help="Replace an existing keyring (its keys are lost)."
     ),
+    audit_dir: Path | None = _AUDIT_DIR_OPTION,
+    audit_key: Path | None = _AUDIT_KEY_OPTION,
 ) -> None:
     """Create a keyring file with one fresh active key."""
+    audit = _KeyAudit("new", keyring, audit_dir, audit_key)
+    replaced: list[str] | None = None
+    if audit.log is not None and force and keyring.exists():
+        # The keys of a replaced keyring are destroyed: the record names them.
+        try:
+            replaced = Keyring.load(keyring).key_ids()
+        except PiiError:
+            replaced = []
     try:
         ring = Keyring.generate(keyring, overwrite=force)
     except PiiError as exc:
+        audit.abandon()
         raise _fail(exc) from None
-    print(f"created {keyring} with active key {ring.active_id}")
+    done = f"created {keyring} with active key {ring.active_id}"
+    if audit.log is not None:
+        fields: dict[str, Any] = {"active_key_id": ring.active_id}
+        if replaced is not None:
+            fields["replaced_key_ids"] = replaced
+        try:
+            seq = audit.record("new", ring.active_id, **fields)
+        except Exception as exc:  # whatever failed, the message below says what changed
+            audit.error(
+                f"the keyring WAS created: {keyring} with active key {ring.active_id}; but "
+                f"recording it in the audit log {audit_dir} failed: {_reason(exc)}. The change "
+                "is not audited: note it in your change log and repair the audit log"
+            )
+        audit.finish(done, seq)
+    else:
+        audit.unaudited_warning()
+    print(done)
 
 
 @keys_app.command("list")
@@ -319,15 +450,39 @@ def keys_list(
 
 
 @keys_app.command("rotate")
-def keys_rotate(keyring: Path = _KEYRING_OPTION) -> None:
+def keys_rotate(
+    keyring: Path = _KEYRING_OPTION,
+    audit_dir: Path | None = _AUDIT_DIR_OPTION,
+    audit_key: Path | None = _AUDIT_KEY_OPTION,
+) -> None:
     """Add a fresh key and make it active; older keys stay for decryption."""
     try:
         ring = Keyring.load(keyring)
+    except PiiError as exc:
+        raise _fail(exc) from None
+    audit = _KeyAudit("rotate", keyring, audit_dir, audit_key)
+    try:
         previous = ring.active_id
         new = ring.rotate()
     except PiiError as exc:
+        audit.abandon()
         raise _fail(exc) from None
-    print(f"active key is now {new} (was {previous})")
+    done = f"active key is now {new} (was {previous})"
+    if audit.log is not None:
+        try:
+            seq = audit.record(
+                "rotate", new, active_key_id=new, old_key_id=previous, new_key_id=new
+            )
+        except Exception as exc:  # whatever failed, the message below says what changed
+            audit.error(
+                f"the keyring WAS rotated: {done}; but recording it in the audit log "
+                f"{audit_dir} failed: {_reason(exc)}. The change is not audited: do not rotate "
+                "again for it; note it in your change log and repair the audit log"
+            )
+        audit.finish(done, seq)
+    else:
+        audit.unaudited_warning()
+    print(done)
 
 
 @keys_app.command("shred")
@@ -335,18 +490,53 @@ def keys_shred(
     key_id: str = typer.Argument(..., help="Id of the (retired) key to destroy."),
     keyring: Path = _KEYRING_OPTION,
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    audit_dir: Path | None = _AUDIT_DIR_OPTION,
+    audit_key: Path | None = _AUDIT_KEY_OPTION,
 ) -> None:
-    """Destroy a key: everything encrypted with it becomes unreadable, for good."""
+    """Destroy a key: everything encrypted with it becomes unreadable, for good.
+
+    With --audit-dir the shred is recorded first: the record is durable before the key is
+    destroyed, and the key is not destroyed when it cannot be recorded.
+    """
     try:
         ring = Keyring.load(keyring)
-        if not yes and not typer.confirm(
-            f"Shred key {key_id}? Data encrypted with it can never be decrypted again."
-        ):
-            raise typer.Exit(1)
-        ring.shred(key_id)
+        info = ring.check_shred(key_id)
     except PiiError as exc:
         raise _fail(exc) from None
-    print(f"shredded key {key_id}")
+    if info.state == "shredded":
+        print(f"key {key_id} was already shredded at {info.shredded}; nothing changed")
+        return
+    if not yes and not typer.confirm(
+        f"Shred key {key_id}? Data encrypted with it can never be decrypted again."
+    ):
+        raise typer.Exit(1)
+    audit = _KeyAudit("shred", keyring, audit_dir, audit_key)
+    seq = -1
+    if audit.log is not None:
+        try:
+            seq = audit.record("shred", key_id, active_key_id=ring.active_id)
+        except Exception as exc:  # whatever failed, the message below says what changed
+            audit.error(
+                f"key {key_id} was NOT shredded: recording the shred in the audit log "
+                f"{audit_dir} failed first: {_reason(exc)}. The keyring is unchanged; repair "
+                "the audit log and run the command again"
+            )
+    try:
+        ring.shred(key_id)
+    except PiiError as exc:
+        if audit.log is not None:
+            audit.error(
+                f"key {key_id} was NOT shredded: {exc}. The audit log {audit_dir} already "
+                f"records the shred (record {seq}); fix the cause and run the command again, "
+                "which records it once more"
+            )
+        raise _fail(exc) from None
+    done = f"shredded key {key_id}"
+    if audit.log is not None:
+        audit.finish(done, seq)
+    else:
+        audit.unaudited_warning()
+    print(done)
 
 
 def register(root: typer.Typer) -> None:

@@ -284,14 +284,7 @@ class Keyring:
         belongs on encrypted storage.
         """
         with self._change():
-            if key_id not in self._info:
-                raise UnknownKeyError(f"key {key_id} is not in this keyring")
-            if key_id == self._active:
-                raise KeyringError(
-                    f"key {key_id} is the active key; run `fjordgate keys rotate` first, "
-                    "then shred it"
-                )
-            info = self._info[key_id]
+            info = self.check_shred(key_id)
             if info.state == "shredded":
                 return
             del self._secrets[key_id]
@@ -300,6 +293,22 @@ class Keyring:
             self._info[key_id] = KeyInfo(key_id, info.created, "shredded", _now())
             self._save()
         log.info("keyring_key_shredded", path=str(self._path), key_id=key_id)
+
+    def check_shred(self, key_id: str) -> KeyInfo:
+        """Raise what `shred(key_id)` would raise now (unknown key, active key); else return
+        the key's info, whose state is "shredded" when there is nothing left to destroy.
+
+        Lets a caller record its intent to shred before the key is destroyed, knowing the
+        shred is allowed.
+        """
+        info = self._info.get(key_id)
+        if info is None:
+            raise UnknownKeyError(f"key {key_id} is not in this keyring")
+        if key_id == self._active:
+            raise KeyringError(
+                f"key {key_id} is the active key; run `fjordgate keys rotate` first, then shred it"
+            )
+        return info
 
     def _document(self) -> dict[str, Any]:
         entries: list[dict[str, Any]] = []
