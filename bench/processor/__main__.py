@@ -333,6 +333,15 @@ def render(rows: list[dict[str, Any]], rec: dict[str, Any]) -> str:
         for name in ("quix", "flink"):
             if isinstance(r[name], str) and r[name] != "skipped":
                 out.append(f"\n- {r['keys']:,} keys, {name}: {r[name]}")
+        flink = r["flink"]
+        if isinstance(flink, dict) and "raw_seconds" in flink:
+            raw = flink["events"] / flink["raw_seconds"]
+            out.append(
+                f"\n- PyFlink at {r['keys']:,} keys: {fmt(eps(flink))} events/s after subtracting "
+                f"a warm job's start-up ({flink.get('startup_seconds', 0):.1f} s); "
+                f"{fmt(raw)} events/s for the whole job (fjordgate / that: "
+                f"{ratio(eps(r['fjordgate']), raw)})."
+            )
     if len(rows) > 1:
         first = eps(rows[0]["fjordgate"])
         out += [
