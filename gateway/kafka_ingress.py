@@ -94,6 +94,9 @@ class KafkaIngress:
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 2,
+                # A transaction left open by a failure blocks the group's offsets
+                # (read-committed consumers wait for it): keep the broker's limit short.
+                "transaction.timeout.ms": int(max(self.timeout_s * 3, 10) * 1000),
                 **self.extra,
             }
         )

@@ -184,39 +184,3 @@ def test_enforce_mode_refuses_to_start_when_placement_fails(
     records = (tmp_path / "audit").rglob("*.jsonl")
     text = b"".join(p.read_bytes() for p in records)
     assert b'"type":"placement"' in text and b'"outcome":"fail"' in text
-
-
-def test_kafka_ingress_survives_a_broker_restart_and_publishes_each_event_once(
-    tmp_path: Path, kafka_broker: KafkaBroker, kafka_bootstrap: str
-) -> None:
-    config, key = write_config(tmp_path, kafka_bootstrap, ingress_streams=["norway-traffic"])
-    served = Served(config, key)
-    try:
-        raw_topic = served.config.kafka.raw_topic.replace("{stream}", "norway-traffic")
-        events = TrafficGenerator(seed=26).batch(600)
-        producer = Producer({"bootstrap.servers": kafka_bootstrap})
-        for event in events[:300]:
-            producer.produce(raw_topic, orjson.dumps(event))
-        assert producer.flush(30) == 0
-        assert served.ingress is not None
-        for _ in range(200):  # let the ingress get going, then pull the broker away
-            if served.ingress.batches_committed > 0:
-                break
-            time.sleep(0.05)
-        kafka_broker.stop()
-        kafka_broker.start()
-        producer = Producer({"bootstrap.servers": kafka_bootstrap})
-        for event in events[300:]:
-            producer.produce(raw_topic, orjson.dumps(event))
-        assert producer.flush(60) == 0
-
-        ids: Counter[str] = Counter()
-        for _ in range(240):
-            ids = Counter(i for i, _, _ in read_topic(kafka_bootstrap, served.tagged))
-            if len(ids) >= len(events):
-                break
-            time.sleep(0.5)
-        assert set(ids) == {e["event_id"] for e in events}
-        assert max(ids.values()) == 1
-    finally:
-        served.close()
