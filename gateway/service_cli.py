@@ -149,11 +149,10 @@ def api_key_new(
 ) -> None:
     """Make a key: prints the key once, and the config entry holding only its digest."""
     key = new_api_key()
-    console.print(f"API key (give it to the producer; it is not stored): {key}", soft_wrap=True)
-    console.print("Add to the gateway configuration under api_keys:")
-    console.print(
-        f"  - name: {name}\n    digest: {hash_api_key(key)}\n    streams: {list(streams)}"
-    )
+    # Plain echo, not rich: the lines must not wrap, they are pasted into YAML.
+    typer.echo(f"API key (give it to the producer; it is not stored anywhere): {key}")
+    typer.echo("Add to the gateway configuration under api_keys:")
+    typer.echo(f"  - name: {name}\n    digest: {hash_api_key(key)}\n    streams: {list(streams)}")
 
 
 @gateway_app.command("serve")

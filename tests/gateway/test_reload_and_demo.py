@@ -198,3 +198,19 @@ def test_a_second_demo_run_moves_the_first_into_previous_runs_never_deleting_it(
     assert (moved / "results.sqlite").exists()
     assert not (tmp_path / "audit").exists() and (tmp_path / "unrelated.txt").exists()
     assert archive_previous_run(tmp_path) is None
+
+
+def test_api_key_new_prints_the_key_once_and_a_config_entry_with_only_its_digest() -> None:
+    from gateway.auth import ApiKey, ApiKeyStore
+
+    result = CliRunner().invoke(
+        app, ["gateway", "api-key", "new", "--name", "sensors", "--stream", "norway-traffic"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    key = lines[0].rsplit(" ", 1)[-1]
+    entry = yaml.safe_load("\n".join(lines[2:]))[0]
+    assert key not in "\n".join(lines[1:])
+    store = ApiKeyStore([ApiKey(entry["name"], entry["digest"], frozenset(entry["streams"]))])
+    found = store.authenticate(key)
+    assert found is not None and found.allows("norway-traffic")
