@@ -55,8 +55,9 @@ class RecordingGuard:
 
     def check_state_dir(self, path: Path, *, job: str) -> None:
         self.records.append(
-            {"type": "placement", "component": "processor", "job": job,
-             "check": "state.filesystem", "status": "skip", "path": str(path)}
+            {"type": "placement", "component": "processor", "job": job, "outcome": "skip",
+             "mode": "none", "checks": [{"name": "state.filesystem", "status": "skip",
+                                         "detail": f"no policy: {path} not checked"}]}
         )  # fmt: skip
 
     def record(self, record: Mapping[str, Any]) -> None:
@@ -112,19 +113,12 @@ class PolicyGuard:
 
     def check_state_dir(self, path: Path, *, job: str) -> None:
         from policies.location import PlacementConfig
-        from policies.location.placement import check_state_filesystem
+        from policies.location.placement import check_state_filesystem, placement_record
 
         result = check_state_filesystem(self.policy, PlacementConfig(state_dir=path))
+        # The same attestation shape as the gateway's, so the audit report reads both alike.
         self._audit(
-            {
-                "type": "placement",
-                "component": "processor",
-                "job": job,
-                "check": result.name,
-                "status": result.status,
-                "detail": result.detail,
-                "policy_hash": self.policy.content_hash,
-            }
+            {**placement_record([result], self.policy), "component": "processor", "job": job}
         )
         if result.status == "fail" and self.policy.mode == "enforce":
             raise EgressDenied(

@@ -122,6 +122,10 @@ def test_observe_mode_records_the_denial_and_runs(tmp_path: Path) -> None:
     assert metrics.results_emitted == 1
     kinds = sorted((r["type"], r.get("role", "")) for r in audit_records(audit_dir))
     assert kinds == [("egress", "side-output"), ("egress", "sink"), ("placement", "")]
+    (placement,) = [r for r in audit_records(audit_dir) if r["type"] == "placement"]
+    assert placement["mode"] == "observe"
+    assert placement["outcome"] in ("pass", "warn", "fail")
+    assert [c["name"] for c in placement["checks"]] == ["state.filesystem"]  # type: ignore[union-attr]
 
 
 def test_a_norwegian_sink_is_allowed_and_audited(tmp_path: Path) -> None:
