@@ -4,12 +4,13 @@ Routes: `POST /v1/streams/{stream}/events`, `GET /healthz`, `/readyz`,
 `/metrics`, `/openapi.json`.
 
 Server and framework were chosen by measurement (`python -m bench.gateway`,
-"HTTP server and framework", same embedded gateway behind each, best of two
-rounds on the shared 2-core machine, 2026-11-25): with 500-event batches
-uvicorn + this plain ASGI app 4,397 events/s, uvicorn + Starlette 3,715 (0.85x),
-granian + this app 4,047 (0.92x); one event per request 366 / 352 / 381 events/s.
-The differences are within this machine's noise: the pipeline and the two
-fsyncs per group commit dominate, not the HTTP layer. Plain ASGI keeps the hot
+"HTTP server and framework": the same embedded gateway behind each, best of
+two rounds on the shared 2-core machine, 2026-11-25). 500-event batches:
+uvicorn + this plain ASGI app 11,290 events/s, uvicorn + Starlette 9,674
+(0.86x), granian + this app 10,679 (0.95x); one event per request: 837 / 738
+(0.88x) / 576 (0.69x). An earlier, noisier run had them within 15% either way.
+The pipeline and the two fsyncs per group commit dominate, not the HTTP
+layer. Plain ASGI keeps the hot
 path free of a framework's request objects at no cost in code, and uvicorn
 runs in-process in a thread, which the embedded demo needs; granian would add
 a dependency for no measured gain.
