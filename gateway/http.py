@@ -10,10 +10,9 @@ uvicorn + this plain ASGI app 11,290 events/s, uvicorn + Starlette 9,674
 (0.86x), granian + this app 10,679 (0.95x); one event per request: 837 / 738
 (0.88x) / 576 (0.69x). An earlier, noisier run had them within 15% either way.
 The pipeline and the two fsyncs per group commit dominate, not the HTTP
-layer. Plain ASGI keeps the hot
-path free of a framework's request objects at no cost in code, and uvicorn
-runs in-process in a thread, which the embedded demo needs; granian would add
-a dependency for no measured gain.
+layer. Plain ASGI keeps the hot path free of a framework's request objects at
+no cost in code, and uvicorn runs in-process in a thread, which the embedded
+demo needs; granian would add a dependency for no measured gain.
 """
 
 from __future__ import annotations
