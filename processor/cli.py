@@ -87,6 +87,7 @@ def _run(
         from prometheus_client import start_http_server
 
         start_http_server(metrics_port, addr="127.0.0.1")
+    guard: StartGuard | None = None
     try:
         job = load_job(job_file)
         guard = _guard(policy, geo_dir, audit_dir, audit_key)
@@ -98,6 +99,10 @@ def _run(
     except ProcessorError as exc:
         print(f"fjordgate processor run: {exc}", file=sys.stderr)
         raise typer.Exit(code=2) from None
+    finally:
+        # Closing writes the signed tree head over the last records (a refusal included).
+        if isinstance(guard, PolicyGuard) and guard.audit_log is not None:
+            guard.audit_log.close()
     print(json.dumps(describe_metrics(metrics), indent=1))
 
 

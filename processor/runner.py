@@ -264,7 +264,11 @@ class JobRunner:
         """
         streaming_gc()
         if not self._started:
-            self.start()
+            try:
+                self.start()
+            except BaseException:
+                self.close()
+                raise
         try:
             while stop is None or not stop.is_set():
                 if not self.step(stop_at_end=stop_at_end):
