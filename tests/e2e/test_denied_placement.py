@@ -169,12 +169,6 @@ def test_processor_runs_in_observe_mode_and_records_the_denied_sink(
 
 @pytest.mark.kafka
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason="processor/cli.py opens the AuditLog for --audit-dir and never closes it: records "
-    "appended in the last second before the process exits (here: the refusal itself) are "
-    "left without a signed tree head until someone reopens the log",
-)
 def test_the_processors_refusal_is_signed_in_its_audit_log(
     tmp_path: Path, kafka_bootstrap: str, kafka_topic: str, postgres_dsn: str
 ) -> None:

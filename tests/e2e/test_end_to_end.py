@@ -262,12 +262,6 @@ def test_http_to_postgres_in_enforce_mode_is_exact_minimised_and_accounted_for(
 
 @pytest.mark.kafka
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason="processor/guard.py PolicyGuard.check_state_dir appends a flat placement record "
-    "(check, status, detail) instead of policies.location.placement_record(...) (outcome, "
-    "mode, checks), so the audit report shows the processor's attestation with no outcome",
-)
 def test_the_processors_placement_attestation_reads_like_the_gateways_in_the_report(
     tmp_path: Path, kafka_bootstrap: str, kafka_topic: str, postgres_dsn: str
 ) -> None:
