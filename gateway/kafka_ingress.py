@@ -60,6 +60,11 @@ class KafkaIngress:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.batches_committed = 0
+        self._busy_since: float | None = None
+        # librdkafka's send_offsets_to_transaction can block past its timeout while the
+        # group coordinator is away (confluentinc/librdkafka#5456, #5511); a batch that
+        # takes this long marks the ingress stalled, so /readyz says so.
+        self.stall_after_s = max(6 * timeout_s, 30.0)
 
     def start(self) -> None:
         self._thread = threading.Thread(
@@ -125,7 +130,19 @@ class KafkaIngress:
                 if consumer is not None:
                     consumer.close()
 
+    def healthy(self) -> bool:
+        """False while one batch has been in progress longer than `stall_after_s`."""
+        busy = self._busy_since
+        return busy is None or time.monotonic() - busy < self.stall_after_s
+
     def _process(self, consumer: Consumer, producer: Producer, messages: list[Any]) -> None:
+        self._busy_since = time.monotonic()
+        try:
+            self._process_batch(consumer, producer, messages)
+        finally:
+            self._busy_since = None
+
+    def _process_batch(self, consumer: Consumer, producer: Producer, messages: list[Any]) -> None:
         current = self.pipelines()
         records: list[EventRecord] = []
         for i, msg in enumerate(messages):

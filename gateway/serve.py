@@ -240,6 +240,7 @@ def build_kafka_gateway(config: GatewayConfig) -> KafkaGateway:
             extra_config=config.kafka.extra,
         )
         ingress.start()
+        gateway.extra_checks["kafka_ingress"] = ingress.healthy
     watch = placement_rechecks(config, gateway, audit, locator)
     return KafkaGateway(gateway, audit, ingress, watch)
 

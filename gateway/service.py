@@ -8,7 +8,7 @@ a `Gateway`; they differ only in the publisher they hand it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +107,8 @@ class Gateway:
             retry_after_s=retry_after_s,
         )
         self._openapi: dict[str, Any] | None = None
+        # More readiness checks by name (Kafka ingress adds its own).
+        self.extra_checks: dict[str, Callable[[], bool]] = {}
         self.ingest: Ingest | None = None
         # Loads the policy now (PolicyLoadError if bad: there is nothing to fall back on)
         # and calls _policy_loaded for it.
@@ -203,6 +205,7 @@ class Gateway:
             "audit": self.committer.audit_ok,
             "publisher": self.publisher.ready(),
             "placement": self.committer.refusing is None,
+            **{name: check() for name, check in self.extra_checks.items()},
         }
 
     def start(self, *, watch_policy: bool = True) -> None:

@@ -267,3 +267,30 @@ def test_a_failed_placement_recheck_in_enforce_mode_stops_intake_until_it_passes
     assert not_ready.status_code == 503 and not_ready.json()["checks"]["placement"] is False
     assert taken.status_code == 200
     assert len(local_gateway.published_values()) == 2
+
+
+def test_a_stalled_kafka_ingress_batch_makes_the_gateway_not_ready(
+    local_gateway: LocalGateway,
+) -> None:
+    import time
+
+    from gateway.kafka_ingress import KafkaIngress
+    from gateway.pipeline import Topics
+
+    gateway = local_gateway.gateway
+    ingress = KafkaIngress(
+        "127.0.0.1:9",
+        ["norway-traffic"],
+        pipelines=lambda: gateway.ingest.pipelines,  # type: ignore[union-attr]
+        audit=local_gateway.audit,
+        topics=Topics(),
+        transactional_id="never-started",
+        group="never-started",
+        metrics=gateway.metrics,
+    )
+    gateway.extra_checks["kafka_ingress"] = ingress.healthy
+    with local_gateway.client() as client:
+        assert client.get("/readyz").json()["checks"]["kafka_ingress"] is True
+        ingress._busy_since = time.monotonic() - ingress.stall_after_s - 1
+        stalled = client.get("/readyz")
+    assert stalled.status_code == 503 and stalled.json()["checks"]["kafka_ingress"] is False
