@@ -44,9 +44,10 @@ class LocalGateway:
     def published_values(self) -> list[bytes]:
         out: list[bytes] = []
         for partition in range(self.log.partition_count(TAGGED)):
-            reader = self.log.reader(TAGGED, [partition])
-            out.extend(r.value for r in reader.poll(1_000_000))
-            reader.close()
+            with self.log.reader(TAGGED, [partition]) as reader:
+                # A poll returns at most one read chunk: read until nothing is left.
+                while batch := reader.poll(100_000):
+                    out.extend(r.value for r in batch)
         return out
 
 

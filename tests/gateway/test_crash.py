@@ -120,8 +120,10 @@ def _local_log_ids(directory: Path) -> Counter[str]:
     with LocalLog.open(directory / "log") as log:
         for partition in range(log.partition_count("norway-traffic.tagged")):
             with log.reader("norway-traffic.tagged", [partition]) as reader:
-                for record in reader.poll(10_000_000):
-                    ids[orjson.loads(record.value)["event_id"]] += 1
+                # A poll returns at most one read chunk: read until nothing is left.
+                while batch := reader.poll(100_000):
+                    for record in batch:
+                        ids[orjson.loads(record.value)["event_id"]] += 1
     return ids
 
 
