@@ -26,7 +26,7 @@ from gateway.fields import (
     split_path,
 )
 from gateway.record import EventRecord, OutgoingMessage
-from policies import parse_event_time
+from policies import json_type_name, parse_event_time
 
 EVENT_ID_HEADER = "fjordgate-event-id"
 POLICY_HEADER = "fjordgate-policy"
@@ -96,24 +96,6 @@ class Step:
         raise NotImplementedError
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
 class Parse(Step):
     """Bytes → JSON object (a JSON-array batch arrives already parsed)."""
 
@@ -134,7 +116,7 @@ class Parse(Step):
             ) from None
         if not isinstance(value, dict):
             raise EventRejected(
-                "not_an_object", f"an event must be a JSON object, not {_json_type(value)}"
+                "not_an_object", f"an event must be a JSON object, not {json_type_name(value)}"
             )
         record.event = value
         return record
@@ -170,7 +152,7 @@ class Identify(Step):
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise EventRejected(
                 "invalid_event_id",
-                f"field {self.field!r} must be a string or an integer, not {_json_type(value)}",
+                f"field {self.field!r} must be a string or an integer, not {json_type_name(value)}",
                 field=self.field,
             )
         text = str(value)
@@ -231,7 +213,7 @@ class Validate(Step):
             ):
                 raise EventRejected(
                     "wrong_type",
-                    f"field {path!r} must be {type_name}, not {_json_type(value)}",
+                    f"field {path!r} must be {type_name}, not {json_type_name(value)}",
                     field=path,
                 )
         if self._time is not None:

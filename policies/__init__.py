@@ -17,6 +17,7 @@ from policies.engine import (
     FieldPlan,
     PolicyEngine,
     StreamPlan,
+    json_type_name,
     parse_event_time,
 )
 from policies.errors import (
@@ -106,6 +107,7 @@ __all__ = [
     "diff_policies",
     "evaluate_egress",
     "explain",
+    "json_type_name",
     "load_cases",
     "load_policy",
     "load_policy_text",

@@ -201,7 +201,8 @@ def lookup_path(event: Mapping[str, Any], parts: tuple[str, ...]) -> tuple[bool,
     return True, current
 
 
-def _type_name(value: Any) -> str:
+def json_type_name(value: Any) -> str:
+    """The JSON Schema type name of a parsed JSON value (what a policy's `type` names)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -265,7 +266,7 @@ def parse_event_time(value: Any, formats: Sequence[str]) -> tuple[int | None, st
             if _EPOCH_MS_MIN <= ms <= _EPOCH_MS_MAX:
                 return ms, ""
             return None, f"{fmt} value outside years 2000-2100 (seconds vs milliseconds?)"
-    return None, f"{_type_name(value)} value matching none of the formats {', '.join(formats)}"
+    return None, f"{json_type_name(value)} value matching none of the formats {', '.join(formats)}"
 
 
 class PolicyEngine:
@@ -329,7 +330,7 @@ class PolicyEngine:
         detected = detected or {}
 
         if not isinstance(event, Mapping):
-            reasons.append(f"the event is {_type_name(event)}, not an object")
+            reasons.append(f"the event is {json_type_name(event)}, not an object")
             return self._decision("deny", stream, destination, (), rule_ids, reasons, None)
 
         stack: list[tuple[Mapping[str, Any], str]] = [(event, "")]
@@ -346,7 +347,7 @@ class PolicyEngine:
                         deny = True
                         rule_ids.append(fp.rule_id)
                         reasons.append(
-                            f"field {path!r}: expected {fp.type}, got {_type_name(value)}"
+                            f"field {path!r}: expected {fp.type}, got {json_type_name(value)}"
                         )
                     found = detected.get(path)
                     if found and fp.scan is not None:
@@ -371,7 +372,7 @@ class PolicyEngine:
                         deny = True
                         reasons.append(
                             f"field {path!r}: expected an object holding declared fields, "
-                            f"got {_type_name(value)}"
+                            f"got {json_type_name(value)}"
                         )
                 else:
                     if plan.undeclared == "deny":
