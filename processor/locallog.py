@@ -10,9 +10,12 @@ sees only records below the high watermark.
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
+import mmap
 import os
+import re
 import struct
 import threading
 import time
@@ -35,6 +38,10 @@ _MAX_BODY = 64 * 1024 * 1024
 _INDEX_EVERY = 1024
 _READ_CHUNK = 1 << 20
 _TOPIC_META = "topic.json"
+_LOCK_FILE = ".lock"
+# Directories this process holds the exclusive flock of: realpath -> (fd, LocalLogs open).
+_DIRECTORY_LOCKS: dict[str, tuple[int, int]] = {}
+_DIRECTORY_LOCKS_GUARD = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +76,54 @@ class TailRecovery:
     next_offset: int
 
 
+def _frame_problem(data: memoryview, pos: int, size: int, expected: int) -> str | None:
+    """What is wrong with the frame at `pos` (expected to carry `expected`), or None."""
+    if pos + _FRAME_SIZE > size:
+        return f"partial frame header ({size - pos} of {_FRAME_SIZE} bytes)"
+    length, crc = _FRAME.unpack_from(data, pos)
+    if length < _BODY_HEAD_SIZE or length > _MAX_BODY:
+        return f"record length {length} outside {_BODY_HEAD_SIZE}..{_MAX_BODY}"
+    end = pos + _FRAME_SIZE + length
+    if end > size:
+        return f"partial record ({size - pos - _FRAME_SIZE} of {length} bytes)"
+    if zlib.crc32(data[pos + _FRAME_SIZE : end]) != crc:
+        return "CRC mismatch"
+    (offset,) = struct.unpack_from("<Q", data, pos + _FRAME_SIZE)
+    if offset != expected:
+        return f"record offset {offset} where {expected} was expected"
+    return None
+
+
+_NONZERO = re.compile(rb"[^\x00]")
+
+
+def _whole_frame_after(data: memoryview, start: int, size: int) -> int | None:
+    """The byte position of the first whole, CRC-valid frame at or after `start`, if any.
+
+    The frame at `start` itself counts when only its offset is wrong (it is whole).
+    """
+    pos = start
+    unpack = _FRAME.unpack_from
+    while pos + _FRAME_SIZE + _BODY_HEAD_SIZE <= size:
+        length, crc = unpack(data, pos)
+        if length == 0 and crc == 0:
+            # Skip runs of zeros (unwritten blocks) quickly.
+            match = _NONZERO.search(data, pos)
+            if match is None:
+                return None
+            pos = max(pos + 1, match.start() - _FRAME_SIZE + 1)
+            continue
+        end = pos + _FRAME_SIZE + length
+        if (
+            _BODY_HEAD_SIZE <= length <= _MAX_BODY
+            and end <= size
+            and zlib.crc32(data[pos + _FRAME_SIZE : end]) == crc
+        ):
+            return pos
+        pos += 1
+    return None
+
+
 class _Partition:
     """One partition file: the append side, the sync state and a sparse index."""
 
@@ -85,56 +140,59 @@ class _Partition:
         self.synced = self.written
         self.synced_offset = self.next_offset
         self.syncing = False
+        # Set once a write or fsync failed and the file could not be put back:
+        # what is on disk is then unknown, so nothing more is appended.
+        self.failed: str | None = None
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
 
     def _scan_and_repair(self) -> tuple[int, int]:
-        """Validate every frame; cut a torn or corrupt tail back to the last whole record."""
+        """Validate every frame; cut a torn tail back to the last whole record.
+
+        Only a genuine torn tail is cut: damage after which nothing valid follows.
+        Damage followed by a whole record (a flipped bit, a partial frame that later
+        writes went past, frames from a second writer) is in the middle of the log,
+        where records were acknowledged: opening is refused with a LocalLogError.
+        """
         if not self.path.exists():
             self.path.touch(mode=0o640)
             return 0, 0
         size = self.path.stat().st_size
+        if size == 0:
+            return 0, 0
         pos = 0
         expected = 0
-        with self.path.open("rb") as f:
-            data = b""
-            base = 0
-            while True:
-                rel = pos - base
-                if rel + _FRAME_SIZE > len(data):
-                    chunk = f.read(_READ_CHUNK)
-                    if not chunk:
+        problem: str | None = None
+        with self.path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            data = memoryview(mm)
+            try:
+                while pos < size:
+                    problem = _frame_problem(data, pos, size, expected)
+                    if problem is not None:
                         break
-                    data = data[rel:] + chunk
-                    base = pos
-                    continue
-                length, crc = _FRAME.unpack_from(data, rel)
-                if length < _BODY_HEAD_SIZE or length > _MAX_BODY:
-                    break
-                end = rel + _FRAME_SIZE + length
-                if end > len(data):
-                    chunk = f.read(max(_READ_CHUNK, length))
-                    if not chunk:
-                        break
-                    data = data[rel:] + chunk
-                    base = pos
-                    continue
-                body = memoryview(data)[rel + _FRAME_SIZE : end]
-                if zlib.crc32(body) != crc:
-                    break
-                (offset,) = struct.unpack_from("<Q", body, 0)
-                if offset != expected:
-                    break
-                if offset % _INDEX_EVERY == 0:
-                    self.index.append((offset, pos))
-                expected += 1
-                pos += _FRAME_SIZE + length
+                    length = _FRAME.unpack_from(data, pos)[0]
+                    if expected % _INDEX_EVERY == 0:
+                        self.index.append((expected, pos))
+                    expected += 1
+                    pos += _FRAME_SIZE + length
+                if problem is not None:
+                    follows = _whole_frame_after(data, pos, size)
+                    if follows is not None:
+                        raise LocalLogError(
+                            f"{self.path}: damaged record at byte {pos} (offset {expected}): "
+                            f"{problem}; a whole record follows at byte {follows}, so this is "
+                            "damage in the middle of the log, not a torn tail left by a crash. "
+                            "Refusing to cut acknowledged records: restore the file from a "
+                            "copy, or move it aside to start this partition empty"
+                        )
+            finally:
+                data.release()
         if pos < size:
             # A crash mid-append leaves a partial frame; it was never
             # acknowledged (append returns after fsync), so cutting it is safe.
-            with self.path.open("r+b") as f:
-                f.truncate(pos)
-                f.flush()
-                os.fsync(f.fileno())
+            with self.path.open("r+b") as torn:
+                torn.truncate(pos)
+                torn.flush()
+                os.fsync(torn.fileno())
             self.recovery = TailRecovery(self.topic, self.number, pos, size - pos, expected)
         return expected, pos
 
@@ -162,9 +220,29 @@ class _Partition:
     def append(self, records: Sequence[tuple[bytes | None, bytes, int]]) -> int:
         """Write records and return the first offset once they are durable."""
         with self.write_lock:
+            if self.failed is not None:
+                raise LocalLogError(self.failed)
             first = self.next_offset
+            indexed = len(self.index)
             blob, next_offset = self.encode(records)
-            os.write(self.fd, blob)
+            try:
+                view = memoryview(blob)
+                while view:
+                    view = view[os.write(self.fd, view) :]
+            except OSError as exc:
+                # Put the file back to its last whole record, so that a later append
+                # does not land behind a partial frame (damage in the middle).
+                del self.index[indexed:]
+                try:
+                    os.ftruncate(self.fd, self.written)
+                except OSError as cut:
+                    self.failed = (
+                        f"{self.path}: a write failed ({exc}) and the partial frame at byte "
+                        f"{self.written} could not be cut ({cut}); reopen the log to repair it"
+                    )
+                raise LocalLogError(
+                    f"cannot append to {self.topic}[{self.number}] ({self.path}): {exc}"
+                ) from exc
             self.written += len(blob)
             self.next_offset = next_offset
             target = self.written
@@ -175,6 +253,8 @@ class _Partition:
         """Group commit: one fsync makes every write issued before it durable."""
         with self.sync_cond:
             while self.synced < target:
+                if self.failed is not None:
+                    raise LocalLogError(self.failed)
                 if self.syncing:
                     self.sync_cond.wait()
                     continue
@@ -185,9 +265,19 @@ class _Partition:
                 try:
                     if self.fsync:
                         os.fdatasync(self.fd)
+                except OSError as exc:
+                    # After a failed fsync the kernel may have dropped the dirty pages:
+                    # a retry could "succeed" without the data. Stop appending here.
+                    with self.write_lock:
+                        self.failed = (
+                            f"{self.path}: fsync failed ({exc}); records after byte "
+                            f"{self.synced} may not be durable; reopen the log to check it"
+                        )
+                    raise LocalLogError(self.failed) from exc
                 finally:
                     self.sync_cond.acquire()
                     self.syncing = False
+                    self.sync_cond.notify_all()
                 self.synced = max(self.synced, upto)
                 self.synced_offset = max(self.synced_offset, upto_offset, target_offset)
                 self.sync_cond.notify_all()
@@ -221,6 +311,7 @@ class LocalLog:
         self._round_robin = itertools.count()
         self.recoveries: list[TailRecovery] = []
         self._closed = False
+        self._lock_key: str | None = None
 
     @classmethod
     def open(cls, directory: Path | str, *, partitions: int = 1, fsync: bool = True) -> LocalLog:
@@ -233,17 +324,60 @@ class LocalLog:
         except OSError as exc:
             raise LocalLogError(f"cannot create local log directory {root}: {exc}") from exc
         log = cls(root, partitions, fsync)
-        for meta in sorted(root.glob(f"*/{_TOPIC_META}")):
-            log._open_topic(meta.parent.name)
+        log._lock_directory()
+        try:
+            for meta in sorted(root.glob(f"*/{_TOPIC_META}")):
+                log._open_topic(meta.parent.name)
+        except BaseException:
+            log.close()
+            raise
         return log
+
+    def _lock_directory(self) -> None:
+        """One writing process per directory: another process's appends would interleave
+        frames with ours, and its open-time repair would cut records we are writing."""
+        key = os.path.realpath(self.directory)
+        with _DIRECTORY_LOCKS_GUARD:
+            held = _DIRECTORY_LOCKS.get(key)
+            if held is not None:
+                # This process holds it already (LocalLogs opened in one process share it).
+                _DIRECTORY_LOCKS[key] = (held[0], held[1] + 1)
+            else:
+                fd = os.open(self.directory / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError as exc:
+                    os.close(fd)
+                    raise LocalLogError(
+                        f"{self.directory}: another process has this local log open; one "
+                        "process owns a local log directory (its readers share its LocalLog)"
+                    ) from exc
+                _DIRECTORY_LOCKS[key] = (fd, 1)
+        self._lock_key = key
+
+    def _unlock_directory(self) -> None:
+        key, self._lock_key = self._lock_key, None
+        if key is None:
+            return
+        with _DIRECTORY_LOCKS_GUARD:
+            fd, count = _DIRECTORY_LOCKS[key]
+            if count > 1:
+                _DIRECTORY_LOCKS[key] = (fd, count - 1)
+            else:
+                del _DIRECTORY_LOCKS[key]
+                os.close(fd)
 
     def _open_topic(self, topic: str) -> list[_Partition]:
         tdir = self.directory / topic
         meta = json.loads((tdir / _TOPIC_META).read_text())
-        parts = [
-            _Partition(topic, p, tdir / f"{p}.log", self.fsync)
-            for p in range(int(meta["partitions"]))
-        ]
+        parts: list[_Partition] = []
+        try:
+            for p in range(int(meta["partitions"])):
+                parts.append(_Partition(topic, p, tdir / f"{p}.log", self.fsync))
+        except BaseException:
+            for part in parts:
+                part.close()
+            raise
         self.recoveries.extend(p.recovery for p in parts if p.recovery is not None)
         self._topics[topic] = parts
         return parts
@@ -392,6 +526,7 @@ class LocalLog:
         for parts in self._topics.values():
             for part in parts:
                 part.close()
+        self._unlock_directory()
 
     def __enter__(self) -> LocalLog:
         return self
@@ -533,7 +668,11 @@ class LocalLogReader:
             self._wait_for_data(min(remaining, 0.05))
 
     def poll(self, max_records: int = 10_000, timeout_s: float = 0.0) -> list[LogRecord]:
-        """Up to `max_records` durable records across partitions; waits up to `timeout_s`."""
+        """Up to `max_records` durable records across partitions; waits up to `timeout_s`.
+
+        Like a Kafka poll it may return fewer records than are available (at most one
+        read chunk per partition): to read everything, poll until it returns [].
+        """
         deadline = time.monotonic() + timeout_s
         while True:
             out: list[LogRecord] = []

@@ -124,6 +124,9 @@ def _local_log_ids(directory: Path) -> Counter[str]:
                 while batch := reader.poll(100_000):
                     for record in batch:
                         ids[orjson.loads(record.value)["event_id"]] += 1
+                # Every durable record was read (a check that stops early "loses" events).
+                end = log.end_offset("norway-traffic.tagged", partition)
+                assert reader.position(partition) == end, (partition, reader.position(partition))
     return ids
 
 

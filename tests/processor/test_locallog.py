@@ -186,3 +186,167 @@ def test_values_poll_returns_runs_per_partition_with_their_first_offsets(tmp_pat
         with log.reader("t", start={1: 1}) as reader:
             runs = reader.poll_values(max_records=10)
         assert sorted(runs) == [(0, 0, [b"z"]), (1, 1, [b"b", b"c"])]
+
+
+def test_one_poll_returns_one_read_chunk_so_reading_everything_polls_until_empty(
+    tmp_path: Path,
+) -> None:
+    """The kill -9 test of the embedded gateway once 'lost' 406 acknowledged events: its
+    check read each partition with one `poll(10_000_000)`, which returns at most one 1 MiB
+    read chunk, so every record past the first MiB of a partition looked missing. The
+    records were in the log; reading until `poll` returns [] finds every one."""
+    values = [f'{{"event_id": "e-{i}", "pad": "{"x" * 300}"}}'.encode() for i in range(8_000)]
+    with LocalLog.open(tmp_path, partitions=1) as log:
+        log.append_many("t", [(None, v) for v in values])
+    assert (tmp_path / "t" / "0.log").stat().st_size > 2 * (1 << 20)
+    with LocalLog.open(tmp_path) as log:
+        with log.reader("t", [0]) as reader:
+            one = reader.poll(10_000_000)
+        assert 0 < len(one) < len(values)  # the old check's view: the tail "missing"
+        got: list[bytes] = []
+        with log.reader("t", [0]) as reader:
+            while batch := reader.poll(100_000):
+                got.extend(r.value for r in batch)
+        assert got == values
+
+
+def test_the_gateway_index_rebuild_reads_past_the_first_read_chunk(tmp_path: Path) -> None:
+    """recent_event_ids (the duplicate index after a restart) must see every event id."""
+    from gateway.publish import LocalLogPublisher
+
+    ids = [f"e-{i}" for i in range(6_000)]
+    with LocalLog.open(tmp_path, partitions=2) as log:
+        publisher = LocalLogPublisher(log, ["t"], partitions=2)
+        log.append_many(
+            "t",
+            [(i.encode(), f'{{"event_id": "{i}", "pad": "{"y" * 400}"}}'.encode()) for i in ids],
+        )
+    with LocalLog.open(tmp_path) as log:
+        publisher = LocalLogPublisher(log, ["t"], partitions=2)
+        assert sorted(publisher.recent_event_ids()) == sorted(ids)
+
+
+def _three_records(tmp_path: Path) -> tuple[Path, list[int]]:
+    """A one-partition log of three 100-byte-value records; returns its file and frame starts."""
+    with LocalLog.open(tmp_path) as log:
+        log.append_many("t", [(None, bytes([65 + i]) * 100) for i in range(3)])
+    path = tmp_path / "t" / "0.log"
+    frame = path.stat().st_size // 3
+    return path, [0, frame, 2 * frame]
+
+
+def test_a_flipped_bit_in_the_middle_is_refused_not_cut(tmp_path: Path) -> None:
+    path, starts = _three_records(tmp_path)
+    raw = bytearray(path.read_bytes())
+    raw[starts[1] + 40] ^= 0x01  # inside the second record's value
+    path.write_bytes(bytes(raw))
+    with pytest.raises(LocalLogError) as err:
+        LocalLog.open(tmp_path)
+    message = str(err.value)
+    assert str(path) in message and f"byte {starts[1]}" in message and "CRC mismatch" in message
+    assert f"follows at byte {starts[2]}" in message
+    assert path.read_bytes() == bytes(raw)  # nothing was cut
+    # The refusal released the directory: it opens again once repaired.
+    raw[starts[1] + 40] ^= 0x01
+    path.write_bytes(bytes(raw))
+    with LocalLog.open(tmp_path) as log:
+        assert log.recoveries == [] and log.end_offset("t", 0) == 3
+
+
+def test_a_partial_frame_followed_by_whole_frames_is_refused(tmp_path: Path) -> None:
+    """A partial frame (a write cut short) that later appends went past is not a torn tail:
+    cutting it would take the acknowledged records behind it."""
+    path, starts = _three_records(tmp_path)
+    raw = path.read_bytes()
+    damaged = raw[: starts[2]] + raw[starts[2] : starts[2] + 30] + raw[starts[2] :]
+    path.write_bytes(damaged)
+    with pytest.raises(LocalLogError, match=rf"byte {starts[2]} \(offset 2\)"):
+        LocalLog.open(tmp_path)
+    assert path.read_bytes() == damaged
+
+
+def test_a_record_with_the_wrong_offset_is_refused(tmp_path: Path) -> None:
+    """Whole frames with offsets out of sequence: a second writer was at work."""
+    path, starts = _three_records(tmp_path)
+    raw = path.read_bytes()
+    path.write_bytes(raw + raw[starts[1] :])  # offsets 0 1 2 1 2
+    with pytest.raises(LocalLogError, match="record offset 1 where 3 was expected"):
+        LocalLog.open(tmp_path)
+    assert path.read_bytes() == raw + raw[starts[1] :]
+
+
+def test_a_tail_of_zeros_and_a_partial_frame_is_still_cut(tmp_path: Path) -> None:
+    path, starts = _three_records(tmp_path)
+    raw = path.read_bytes()
+    path.write_bytes(raw + raw[starts[1] : starts[1] + 50] + b"\x00" * 5000)
+    with LocalLog.open(tmp_path) as log:
+        assert log.recoveries[0].cut_bytes == 5050
+        assert log.end_offset("t", 0) == 3
+    assert path.read_bytes() == raw
+
+
+def test_another_process_cannot_open_a_log_this_process_has_open(tmp_path: Path) -> None:
+    """Its open-time repair would cut what we are writing, its appends interleave ours."""
+    import subprocess
+    import sys
+
+    probe = [
+        sys.executable,
+        "-c",
+        "import sys; from processor import LocalLog, LocalLogError\n"
+        "try:\n    LocalLog.open(sys.argv[1]).close()\n"
+        "except LocalLogError as e:\n    print(e); sys.exit(3)\n",
+        str(tmp_path),
+    ]
+    root = Path(__file__).resolve().parents[2]
+    with LocalLog.open(tmp_path) as log:
+        log.append("t", b"x")
+        with LocalLog.open(tmp_path) as same_process:  # shares the lock
+            assert same_process.end_offset("t", 0) == 1
+        refused = subprocess.run(probe, cwd=root, capture_output=True, text=True)
+        assert refused.returncode == 3, refused.stderr
+        assert "another process has this local log open" in refused.stdout
+        log.append("t", b"y")  # still ours after the same-process LocalLog closed
+        assert subprocess.run(probe, cwd=root, capture_output=True).returncode == 3
+    assert subprocess.run(probe, cwd=root, capture_output=True).returncode == 0
+
+
+def test_a_failed_write_is_cut_back_so_later_appends_stay_readable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = os.write
+    calls = []
+
+    def short_then_fail(fd: int, data: bytes) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:
+            real_write(fd, bytes(data)[:10])  # part of the frame reaches the file
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    with LocalLog.open(tmp_path) as log:
+        log.append("t", b"before")
+        monkeypatch.setattr(os, "write", short_then_fail)
+        with pytest.raises(LocalLogError, match="No space left"):
+            log.append("t", b"lost")
+        assert log.append("t", b"after").offset == 1
+        monkeypatch.undo()
+    with LocalLog.open(tmp_path) as log:
+        assert log.recoveries == []
+        with log.reader("t") as reader:
+            assert [r.value for r in reader.poll()] == [b"before", b"after"]
+
+
+def test_a_failed_fsync_stops_appends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    with LocalLog.open(tmp_path) as log:
+        log.append("t", b"kept")
+        monkeypatch.setattr(os, "fdatasync", failing)
+        with pytest.raises(LocalLogError, match="fsync failed"):
+            log.append("t", b"unsure")
+        monkeypatch.undo()
+        with pytest.raises(LocalLogError, match="fsync failed"):
+            log.append("t", b"refused")
+        assert log.end_offset("t", 0) == 1
