@@ -8,6 +8,7 @@ pid's command line still names its data directory: never by process name.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -63,10 +64,8 @@ def cmdline(pid: int) -> str:
 def wait_dead(pid: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while True:
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap our own child, if it is one
-        except ChildProcessError:
-            pass
         if not pid_alive(pid):
             return True
         if time.monotonic() >= deadline:
@@ -118,5 +117,3 @@ def stop_by_data_dir(prefix: str, data_dir: Path, *, sig: int = signal.SIGTERM) 
             pid_file.unlink(missing_ok=True)
             return int(info["pid"])
     return None
-
-

@@ -9,7 +9,7 @@ bash deploy/dev/setup.sh services || { echo "setup failed" >&2; exit 1; }
 
 status=0
 echo "== ruff" >&2
-.venv/bin/ruff check gateway policies processor audit tests $( [[ -d bench ]] && echo bench ) || status=1
+.venv/bin/ruff check gateway policies processor audit tests bench deploy || status=1
 echo "== mypy --strict" >&2
 .venv/bin/mypy || status=1
 echo "== pytest" >&2

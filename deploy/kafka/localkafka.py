@@ -63,21 +63,34 @@ def fetch(*, quiet: bool = False) -> Path:
     if marker.exists():
         return libs
     if shutil.which("mvn") is None:
-        raise KafkaError("Maven (mvn) is not installed: it fetches the Kafka jars (apt-get install maven)")
+        raise KafkaError(
+            "Maven (mvn) is not installed: it fetches the Kafka jars (apt-get install maven)"
+        )
     if shutil.which("java") is None:
-        raise KafkaError("no Java runtime: Kafka needs a JDK 17+ (apt-get install openjdk-17-jre-headless)")
+        raise KafkaError(
+            "no Java runtime: Kafka needs a JDK 17+ (apt-get install openjdk-17-jre-headless)"
+        )
     tmp = libs.with_name("libs.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
     if not quiet:
         print(f"fetching Apache Kafka {kafka_version()} jars into {libs} ...", file=sys.stderr)
     cmd = [
-        "mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-        f"-DoutputDirectory={tmp}", "-DincludeScope=runtime",
+        "mvn",
+        "-q",
+        "-B",
+        "-f",
+        str(POM),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={tmp}",
+        "-DincludeScope=runtime",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise KafkaError(f"mvn could not fetch the Kafka jars (exit {proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+        raise KafkaError(
+            f"mvn could not fetch the Kafka jars (exit {proc.returncode}):\n"
+            f"{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+        )
     shutil.rmtree(libs, ignore_errors=True)
     tmp.rename(libs)
     marker.write_text(kafka_version(), encoding="utf-8")
@@ -136,7 +149,9 @@ class LocalKafka:
             "log.flush.interval.messages": "9223372036854775807",
             "log.segment.bytes": str(64 * 1024 * 1024),
         }
-        self.config_path.write_text("".join(f"{k}={v}\n" for k, v in props.items()), encoding="utf-8")
+        self.config_path.write_text(
+            "".join(f"{k}={v}\n" for k, v in props.items()), encoding="utf-8"
+        )
         log4j = self.data_dir / "log4j2.properties"
         log4j.write_text(
             "rootLogger.level=WARN\nrootLogger.appenderRef.stdout.ref=STDOUT\n"
@@ -148,10 +163,17 @@ class LocalKafka:
 
     def _java(self, main: str, *args: str) -> list[str]:
         return [
-            "java", "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            "java",
+            "-Xms256m",
+            "-Xmx768m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
             "-Dfjordgate.kafka.data=" + str(self.data_dir),
-            "-cp", str(libs_dir() / "*"), main, *args,
+            "-cp",
+            str(libs_dir() / "*"),
+            main,
+            *args,
         ]
 
     def format(self) -> None:
@@ -164,10 +186,13 @@ class LocalKafka:
         cid = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
         proc = subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "-t", cid, "-c", str(self.config_path)),
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         if proc.returncode != 0:
-            raise KafkaError(f"formatting KRaft storage failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+            raise KafkaError(
+                f"formatting KRaft storage failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+            )
 
     def start(self, timeout_s: float = 120.0) -> None:
         """Start the broker and wait until it answers metadata requests."""
@@ -178,14 +203,20 @@ class LocalKafka:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it open
         proc = subprocess.Popen(
             self._java("kafka.Kafka", str(self.config_path)),
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in pytest must not kill it mid-write; we stop it
         )
         log.close()
         self.pid = proc.pid
         localproc.write_pid_file(
-            self.pid_file, pid=proc.pid, owner_pid=self.owner_pid, data_dir=str(self.data_dir),
-            port=self.port, controller_port=self.controller_port,
+            self.pid_file,
+            pid=proc.pid,
+            owner_pid=self.owner_pid,
+            data_dir=str(self.data_dir),
+            port=self.port,
+            controller_port=self.controller_port,
         )
         try:
             self.wait_ready(timeout_s, proc)
@@ -206,7 +237,10 @@ class LocalKafka:
             except Exception as exc:  # not ready yet
                 last = str(exc)
             time.sleep(0.3)
-        raise KafkaError(f"the Kafka broker on {self.bootstrap} did not answer within {timeout_s:.0f}s ({last}); log: {self.log_path}")
+        raise KafkaError(
+            f"the Kafka broker on {self.bootstrap} did not answer within {timeout_s:.0f}s "
+            f"({last}); log: {self.log_path}"
+        )
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop cleanly (SIGTERM, controlled shutdown); SIGKILL after the timeout."""
@@ -241,12 +275,16 @@ def reap() -> list[int]:
     return localproc.reap("kafka")
 
 
-def start_broker(data_dir: Path | None = None, port: int | None = None, owner_pid: int | None = None) -> LocalKafka:
+def start_broker(
+    data_dir: Path | None = None, port: int | None = None, owner_pid: int | None = None
+) -> LocalKafka:
     reap()
     if data_dir is None:
         data_dir = Path(tempfile.mkdtemp(prefix="fjordgate-kafka-"))
     broker = LocalKafka(
-        data_dir=data_dir, port=port or free_port(), controller_port=free_port(),
+        data_dir=data_dir,
+        port=port or free_port(),
+        controller_port=free_port(),
         owner_pid=owner_pid if owner_pid is not None else os.getpid(),
     )
     broker.start()
@@ -254,10 +292,14 @@ def start_broker(data_dir: Path | None = None, port: int | None = None, owner_pi
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("fetch", help="fetch the Kafka jars into the cache")
-    start = sub.add_parser("start", help="start a broker in the background; prints its bootstrap address")
+    start = sub.add_parser(
+        "start", help="start a broker in the background; prints its bootstrap address"
+    )
     start.add_argument("--data-dir", type=Path)
     start.add_argument("--port", type=int)
     stop = sub.add_parser("stop", help="stop the broker of a data directory")

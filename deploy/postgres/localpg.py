@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import localproc  # noqa: E402  (deploy/localproc.py, shared with deploy/kafka)
-from localproc import run_dir  # noqa: E402
+import localproc
+from localproc import run_dir
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -64,17 +64,23 @@ def existing_server_dsn() -> str | None:
 
 def bin_dir() -> Path:
     """The newest Debian PostgreSQL bin directory, installing the package if needed."""
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=lambda p: int(p.split("/")[4]))
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=lambda p: int(p.split("/")[4])
+    )
     if not candidates:
         if os.geteuid() != 0:
-            raise PostgresError("PostgreSQL is not installed and we are not root: apt-get install postgresql")
+            raise PostgresError(
+                "PostgreSQL is not installed and we are not root: apt-get install postgresql"
+            )
         print("installing PostgreSQL from Debian's packages ...", file=sys.stderr)
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "postgresql"]):
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 raise PostgresError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
-        candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=lambda p: int(p.split("/")[4]))
+        candidates = sorted(
+            glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=lambda p: int(p.split("/")[4])
+        )
         if not candidates:
             raise PostgresError("apt-get installed postgresql but no server binary was found")
     return Path(candidates[-1]).parent
@@ -116,9 +122,22 @@ class LocalPostgres:
         pgdata = self.data_dir / "pgdata"
         if not (pgdata / "PG_VERSION").exists():
             proc = subprocess.run(
-                [str(bins / "initdb"), "-D", str(pgdata), "-A", "trust", "-U", self._user,
-                 "-E", "UTF8", "--no-instructions"],
-                capture_output=True, text=True, cwd="/", **self._owner(),
+                [
+                    str(bins / "initdb"),
+                    "-D",
+                    str(pgdata),
+                    "-A",
+                    "trust",
+                    "-U",
+                    self._user,
+                    "-E",
+                    "UTF8",
+                    "--no-instructions",
+                ],
+                capture_output=True,
+                text=True,
+                cwd="/",
+                **self._owner(),
             )
             if proc.returncode != 0:
                 raise PostgresError(f"initdb failed:\n{proc.stderr[-2000:]}")
@@ -127,29 +146,58 @@ class LocalPostgres:
             log.touch()
             shutil.chown(log, "postgres", "postgres")
         cmd = [
-            str(bins / "postgres"), "-D", str(pgdata), "-p", str(self.port), "-h", "127.0.0.1",
-            "-k", str(self.data_dir), "-c", "fsync=on", "-c", "max_connections=200",
-            "-c", "shared_buffers=128MB",
+            str(bins / "postgres"),
+            "-D",
+            str(pgdata),
+            "-p",
+            str(self.port),
+            "-h",
+            "127.0.0.1",
+            "-k",
+            str(self.data_dir),
+            "-c",
+            "fsync=on",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "shared_buffers=128MB",
         ]
         logf = open(log, "ab")  # noqa: SIM115 - the child keeps it
-        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd="/", **self._owner())
+        proc = subprocess.Popen(
+            cmd,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd="/",
+            **self._owner(),
+        )
         logf.close()
         self.pid = proc.pid
         localproc.write_pid_file(
-            self.pid_file, pid=proc.pid, owner_pid=self.owner_pid, data_dir=str(self.data_dir),
+            self.pid_file,
+            pid=proc.pid,
+            owner_pid=self.owner_pid,
+            data_dir=str(self.data_dir),
             port=self.port,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise PostgresError(f"postgres exited with {proc.returncode}:\n{log.read_text(errors='replace')[-2000:]}")
-            ready = subprocess.run([str(bins / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-q"])
+                raise PostgresError(
+                    f"postgres exited with {proc.returncode}:\n"
+                    f"{log.read_text(errors='replace')[-2000:]}"
+                )
+            ready = subprocess.run(
+                [str(bins / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-q"]
+            )
             if ready.returncode == 0:
                 return
             time.sleep(0.2)
         self.stop()
-        raise PostgresError(f"postgres on port {self.port} was not ready within {timeout_s:.0f}s; log: {log}")
+        raise PostgresError(
+            f"postgres on port {self.port} was not ready within {timeout_s:.0f}s; log: {log}"
+        )
 
     def stop(self, timeout_s: float = 30.0) -> None:
         if self.pid is not None:
@@ -167,14 +215,19 @@ def reap() -> list[int]:
 def start_cluster(owner_pid: int | None = None) -> LocalPostgres:
     reap()
     data_dir = Path(tempfile.mkdtemp(prefix="fjordgate-pg-"))
-    cluster = LocalPostgres(data_dir=data_dir, port=localproc.free_port(),
-                            owner_pid=owner_pid if owner_pid is not None else os.getpid())
+    cluster = LocalPostgres(
+        data_dir=data_dir,
+        port=localproc.free_port(),
+        owner_pid=owner_pid if owner_pid is not None else os.getpid(),
+    )
     cluster.start()
     return cluster
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("start", help="use a running server or start a private cluster; prints its DSN")
     stop = sub.add_parser("stop", help="stop the private cluster of a data directory")
