@@ -84,7 +84,7 @@ def test_inspect_state_shows_open_windows_of_an_interrupted_run(tmp_path: Path) 
 
 def test_a_bad_job_file_exits_2_with_the_line(tmp_path: Path) -> None:
     job = tmp_path / "job.yaml"
-    job.write_text("job: x\nsource: {locallog: {path: l, topic: t}}\n")
+    job.write_text(f"job: x\nsource: {{locallog: {{path: {tmp_path / 'l'}, topic: t}}}}\n")
     out = CliRunner().invoke(app, ["processor", "run", str(job)])
     assert out.exit_code == 2
     assert "job.yaml" in out.output and "key_by" in out.output

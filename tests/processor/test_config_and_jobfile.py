@@ -90,7 +90,7 @@ def test_every_window_type_can_be_written_in_yaml(
 ) -> None:
     path = tmp_path / "job.yaml"
     path.write_text(
-        "job: j\nsource: {locallog: {path: log, topic: t}}\nkey_by: region\n"
+        f"job: j\nsource: {{locallog: {{path: {tmp_path / 'log'}, topic: t}}}}\nkey_by: region\n"
         f"window: {window}\naggregate: {{count: {{}}}}\nsink: {{jsonl: {{path: out.jsonl}}}}\n"
     )
     assert load_job(path).window_ == expected
@@ -99,7 +99,7 @@ def test_every_window_type_can_be_written_in_yaml(
 def test_a_misspelt_top_level_key_is_reported_on_its_line(tmp_path: Path) -> None:
     path = tmp_path / "job.yaml"
     path.write_text(
-        "job: j\nsource: {locallog: {path: log, topic: t}}\nkey_by: region\n"
+        f"job: j\nsource: {{locallog: {{path: {tmp_path / 'log'}, topic: t}}}}\nkey_by: region\n"
         "windw: {tumbling: 1 min}\naggregate: {max: speed}\nsink: {jsonl: {path: o.jsonl}}\n"
     )
     with pytest.raises(JobDefinitionError, match=r"job.yaml:4: unknown key 'windw'"):
