@@ -101,7 +101,7 @@ class _CurrentStderr:
 
 
 def configure_logging(*, json: bool | None = None, level: str = "INFO") -> None:
-    """Configure structlog once per process; later calls only change nothing.
+    """Configure structlog once per process; later calls do nothing.
 
     `json=None` picks JSON when stderr is not a terminal.
     """
