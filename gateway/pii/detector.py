@@ -45,6 +45,17 @@ from gateway.pii.identifiers import (
 )
 from gateway.pii.patterns import CANDIDATES
 
+# fjordgate's own output tokens, exactly as gateway.pii writes them: a pseudonym
+# (32-byte HMAC, unpadded base64url) or a ciphertext, under a key id "k" + 12 hex.
+# Their random key ids and bodies can hold digit runs that look like a phone
+# number or a plate; scanning minimised output (`pii scan` of a topic) must not
+# report them. Only this exact shape is skipped, so free text cannot hide a
+# number in a loosely token-like string.
+_OWN_TOKEN: Final = re.compile(
+    r"(?<![A-Za-z0-9_-])(?:ps1:k[0-9a-f]{12}:[A-Za-z0-9_-]{43}"
+    r"|enc1:k[0-9a-f]{12}:[A-Za-z0-9_-]{38,})(?![A-Za-z0-9_-])"
+)
+
 DEFAULT_MAX_JSON_DEPTH: Final = 512
 
 # Characters of an e-mail local part (RFC 5322 atext and dots, plus letters such as æøå).
@@ -118,9 +129,16 @@ class Detector:
         """
         findings: list[Finding] = []
         types = self._types
+        own_tokens = (
+            [m.span() for m in _OWN_TOKEN.finditer(text)]
+            if "ps1:" in text or "enc1:" in text
+            else ()
+        )
         for match in CANDIDATES.finditer(text):
             shape = match.lastgroup
             start, end = match.span()
+            if own_tokens and any(a <= start < b for a, b in own_tokens):
+                continue
             found: PiiType
             synthetic = False
             if shape == "eleven":
