@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
@@ -86,14 +87,15 @@ Redactor = Callable[..., str]
 # -- steps --------------------------------------------------------------------------------------
 
 
-class Step:
+class Step(ABC):
     """Base of the steps: a name for metrics and errors, and whether it sees rejected records."""
 
     name: ClassVar[str] = "step"
     on_rejected: ClassVar[bool] = False
 
+    @abstractmethod
     def __call__(self, record: EventRecord) -> EventRecord:
-        raise NotImplementedError
+        """Process one event record and return it (the same object, updated)."""
 
 
 class Parse(Step):

@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from processor.errors import JobDefinitionError
+
 
 @dataclass(frozen=True, slots=True)
 class PartitionBatch:
@@ -51,7 +53,10 @@ class Source(ABC):
 
     def subscribe(self, listener: RebalanceListener) -> None:
         """Join a consumer group instead of `open`; only group-capable sources override."""
-        raise NotImplementedError(f"{type(self).__name__} cannot join a consumer group")
+        raise JobDefinitionError(
+            f"a {type(self).__name__} cannot join a consumer group: only a Kafka source can; "
+            "use a kafka source or drop the job's consumer group"
+        )
 
     def positions(self) -> dict[int, int]:
         """Next offsets per partition as the client knows them (empty if it does not)."""
