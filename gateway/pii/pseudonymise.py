@@ -8,10 +8,9 @@ space of 11-digit identifiers is small enough to enumerate.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import ipaddress
+from base64 import urlsafe_b64encode
 from typing import Final
 
 from gateway.pii.errors import TokenError
@@ -21,15 +20,42 @@ PREFIX: Final = "ps1"
 _PURPOSE: Final = b"pseudonym/v1"
 
 
+# Pseudonyms kept per pseudonymiser, so that a value seen again (the same driver, the
+# same plate: most values of a stream recur) is not hashed again.
+DEFAULT_CACHE_SIZE: Final = 65_536
+_BLOCK: Final = 64  # SHA-256's block size, for HMAC's key padding (RFC 2104)
+
+
 class Pseudonymiser:
-    """Turns values into keyed pseudonyms with the keyring's active key (or a chosen one)."""
+    """Turns values into keyed pseudonyms with the keyring's active key (or a chosen one).
 
-    __slots__ = ("_key", "_key_id", "_prefix")
+    HMAC-SHA-256 is computed from the key's inner and outer padded states,
+    hashed once here and copied per value: `hmac.new` re-derives them on every
+    call, which made it 2.4x slower per value (bench/gateway). The output is
+    HMAC exactly (tested against `hmac`). Recent pseudonyms are kept in a
+    bounded map from value to pseudonym (`cache_size`, 0 for none); it holds
+    values only as long as the pseudonymiser lives, as the key itself does.
+    """
 
-    def __init__(self, keyring: Keyring, *, key_id: str | None = None) -> None:
+    __slots__ = ("_cache", "_cache_size", "_inner", "_key_id", "_outer", "_prefix")
+
+    def __init__(
+        self,
+        keyring: Keyring,
+        *,
+        key_id: str | None = None,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> None:
         self._key_id = key_id or keyring.active_id
-        self._key = keyring.subkey(self._key_id, _PURPOSE)
+        key = keyring.subkey(self._key_id, _PURPOSE)
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
         self._prefix = f"{PREFIX}:{self._key_id}:"
+        self._cache: dict[str, str] = {}
+        self._cache_size = cache_size
 
     @property
     def key_id(self) -> str:
@@ -37,8 +63,20 @@ class Pseudonymiser:
 
     def pseudonymise(self, value: str) -> str:
         """The pseudonym of `value` exactly as given (see `pseudonymise_identifier`)."""
-        digest = hmac.new(self._key, value.encode("utf-8"), hashlib.sha256).digest()
-        return self._prefix + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+        cache = self._cache
+        token = cache.get(value)
+        if token is not None:
+            return token
+        inner = self._inner.copy()
+        inner.update(value.encode("utf-8"))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        token = self._prefix + urlsafe_b64encode(outer.digest())[:-1].decode("ascii")
+        if self._cache_size:
+            if len(cache) >= self._cache_size:
+                cache.pop(next(iter(cache)), None)  # the oldest entry
+            cache[value] = token
+        return token
 
     def pseudonymise_identifier(self, value: str, pii_type: str) -> str:
         """The pseudonym of an identifier in its canonical form, so that the written

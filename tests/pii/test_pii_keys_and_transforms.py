@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
+import hmac
 import os
 import stat
 from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.pii import (
     Detector,
@@ -173,6 +177,8 @@ def test_unknown_key_id_is_reported_as_such() -> None:
 
 # -- pseudonymisation ------------------------------------------------------------------
 
+KEYRING_FOR_HMAC = Keyring.ephemeral()
+
 
 def test_pseudonyms_are_deterministic_per_key_and_carry_the_key_id() -> None:
     ring = Keyring.ephemeral()
@@ -183,6 +189,27 @@ def test_pseudonyms_are_deterministic_per_key_and_carry_the_key_id() -> None:
     assert pseudonym_key_id(first) == ring.active_id
     assert "15108695088" not in first
     assert Pseudonymiser(ring).pseudonymise("15108695089") != first
+
+
+@given(st.text(max_size=200), st.integers(min_value=0, max_value=3))
+def test_pseudonym_is_hmac_sha256_of_the_value_with_or_without_the_cache(
+    value: str, cache_size: int
+) -> None:
+    ring = KEYRING_FOR_HMAC
+    pseudonymiser = Pseudonymiser(ring, cache_size=cache_size)
+    key = ring.subkey(ring.active_id, b"pseudonym/v1")
+    digest = hmac.new(key, value.encode("utf-8"), hashlib.sha256).digest()
+    expected = f"ps1:{ring.active_id}:" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    assert pseudonymiser.pseudonymise(value) == expected
+    assert pseudonymiser.pseudonymise(value) == expected  # the second time from the cache
+    assert pseudonymiser.pseudonymise(value + "x") != expected
+
+
+def test_the_pseudonym_cache_is_bounded() -> None:
+    pseudonymiser = Pseudonymiser(Keyring.ephemeral(), cache_size=3)
+    tokens = {str(i): pseudonymiser.pseudonymise(str(i)) for i in range(10)}
+    assert len(pseudonymiser._cache) == 3
+    assert all(pseudonymiser.pseudonymise(v) == t for v, t in tokens.items())
 
 
 def test_pseudonyms_differ_between_keys_so_they_are_not_an_unkeyed_hash() -> None:
