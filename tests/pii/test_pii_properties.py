@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Iterable
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -337,3 +339,44 @@ def test_fast_ipv4_check_agrees_with_the_ipaddress_module(text: str) -> None:
     except ValueError:
         expected = False
     assert is_ip_address(text) == expected
+
+
+_CANDIDATE_PARTS = st.sampled_from(
+    [
+        "AB 12345",
+        "EL12345",
+        "NO93 8601 1117 947",
+        "fe80::1",
+        "abcd:ef01::2",
+        "+47 91234567",
+        "0047 41234567",
+        "kari@nav.no",
+        "10.0.0.1",
+        "010190 12345",
+        "974 760 673",
+        "konto",
+        " ",
+        ":",
+        "@",
+        ".",
+        "Eier",
+        "æ",
+        "\n",
+    ]
+)
+_CANDIDATE_TEXT = st.one_of(
+    st.text(alphabet="0123456789 .-+@:ABCDEFGHNOXZabcdefgnoxz\næøå", max_size=80),
+    st.lists(_CANDIDATE_PARTS, max_size=8).map("".join),
+)
+
+
+@settings(max_examples=500)
+@given(_CANDIDATE_TEXT)
+def test_skipping_to_the_first_anchor_finds_the_same_candidates(text: str) -> None:
+    from gateway.pii.detector import candidates
+    from gateway.pii.patterns import CANDIDATES
+
+    def found(matches: Iterable[re.Match[str]]) -> list[tuple[int, int, str | None]]:
+        return [(m.start(), m.end(), m.lastgroup) for m in matches]
+
+    assert found(candidates(text)) == found(CANDIDATES.finditer(text))
