@@ -129,5 +129,8 @@ def configure_logging(*, json: bool | None = None, level: str = "INFO") -> None:
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
         logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
-        cache_logger_on_first_use=True,
+        # Not cached: a cached logger keeps the processors of its first use, so
+        # `structlog.testing.capture_logs` (and any later reconfiguration) would not
+        # reach it. Log lines are per batch or rarer, never per event.
+        cache_logger_on_first_use=False,
     )

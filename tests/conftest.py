@@ -144,3 +144,14 @@ def _no_personal_data_in_env() -> None:
     for var in list(os.environ):
         if var.startswith("FJORDGATE_KEY"):
             del os.environ[var]
+
+
+@pytest.fixture(autouse=True)
+def _structlog_configuration_is_per_test() -> Iterator[None]:
+    # Commands run in-process (the demo quiets info lines) reconfigure structlog for
+    # the whole process; each test starts from, and leaves, the same configuration.
+    import structlog
+
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
