@@ -117,9 +117,10 @@ class Ingest:
         if pipeline is None:
             raise BatchError(404, "unknown_stream", self.unknown_stream_message(stream))
         started = time.perf_counter()
+        source = self.source
         for record in records:
-            record.source = self.source
-            pipeline.run(record)
+            record.source = source
+        pipeline.run_batch(records)
         self.metrics.pipeline_seconds.labels(self.source).observe(time.perf_counter() - started)
 
     def unknown_stream_message(self, stream: str) -> str:

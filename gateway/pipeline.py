@@ -60,6 +60,12 @@ class Pipeline:
                 record.status = "rejected"
         return record
 
+    def run_batch(self, records: Sequence[EventRecord]) -> None:
+        """Pass a batch through every step, step by step: the same outcome per record as
+        `run`, with one call per step and batch (the gateway's path)."""
+        for step in self.steps:
+            step.batch(records)
+
 
 @dataclass(frozen=True)
 class PiiTools:

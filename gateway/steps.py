@@ -8,10 +8,11 @@ run for a rejected record, so that every refusal is accounted for.
 
 from __future__ import annotations
 
-import math
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from math import isfinite
 from typing import Any, ClassVar, Protocol
 
 import orjson
@@ -21,7 +22,6 @@ from gateway.fields import (
     MISSING,
     generalise_value,
     get_path,
-    is_missing,
     leaf_paths,
     set_path,
     split_path,
@@ -97,6 +97,25 @@ class Step(ABC):
     def __call__(self, record: EventRecord) -> EventRecord:
         """Process one event record and return it (the same object, updated)."""
 
+    def batch(self, records: Sequence[EventRecord]) -> None:
+        """Process a batch, one record at a time; a rejection is recorded on its record.
+
+        The gateway runs whole batches step by step (`Pipeline.run_batch`): one
+        call per step and batch instead of one per step and event.
+        """
+        step = self.__call__
+        if self.on_rejected:
+            for record in records:
+                step(record)
+            return
+        for record in records:
+            if record.rejected is None:
+                try:
+                    step(record)
+                except EventRejected as exc:
+                    record.rejected = exc
+                    record.status = "rejected"
+
 
 class Parse(Step):
     """Bytes → JSON object (a JSON-array batch arrives already parsed)."""
@@ -151,6 +170,9 @@ class Identify(Step):
                 )
             record.event_id = uuid.uuid4().hex
             return record
+        if type(value) is str and 0 < len(value) <= self.max_length and value.isprintable():
+            record.event_id = value
+            return record
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise EventRejected(
                 "invalid_event_id",
@@ -184,34 +206,46 @@ class Validate(Step):
     name = "validate"
 
     def __init__(self, stream: Any) -> None:
-        self._checks: list[tuple[str, tuple[str, ...], tuple[type, ...] | None, bool, str]] = []
+        # (path, parts for a nested path else None, types, required, type name)
+        self._checks: list[
+            tuple[str, tuple[str, ...] | None, tuple[type, ...] | None, bool, str]
+        ] = []
         for path, rule in stream.fields.items():
+            parts = split_path(path)
             types = _TYPES.get(rule.type)
-            self._checks.append((path, split_path(path), types, bool(rule.required), rule.type))
+            self._checks.append(
+                (path, parts if len(parts) > 1 else None, types, bool(rule.required), rule.type)
+            )
         event_time = stream.event_time
-        self._time: tuple[str, tuple[str, ...], list[str], bool] | None = None
+        self._time: tuple[str, tuple[str, ...] | None, list[str], bool] | None = None
+        self._iso = False
         if event_time is not None:
+            parts = split_path(event_time.field)
             self._time = (
                 event_time.field,
-                split_path(event_time.field),
+                parts if len(parts) > 1 else None,
                 list(event_time.formats),
                 bool(event_time.required),
             )
+            self._iso = "iso8601" in event_time.formats
         self._deny_undeclared = stream.undeclared_fields == "deny"
         self._declared = set(stream.fields)
 
     def __call__(self, record: EventRecord) -> EventRecord:
         event = record.event
         assert event is not None
-        missing = MISSING
         for path, parts, types, required, type_name in self._checks:
-            value = event.get(path, missing) if len(parts) == 1 else get_path(event, parts)
-            if value is missing or value is None:
+            value = event.get(path) if parts is None else get_path(event, parts)
+            if value is None or value is MISSING:
                 if required:
                     raise EventRejected("missing_field", f"field {path!r} is required", field=path)
                 continue
-            if types is not None and (
-                not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+            # `type(value) in types` is exact for what JSON decodes to (a bool is no int
+            # there); anything else gets isinstance, which a bool passes for int only.
+            if (
+                types is not None
+                and type(value) not in types
+                and (not isinstance(value, types) or isinstance(value, bool))
             ):
                 raise EventRejected(
                     "wrong_type",
@@ -219,21 +253,7 @@ class Validate(Step):
                     field=path,
                 )
         if self._time is not None:
-            path, parts, formats, required = self._time
-            value = event.get(path, missing) if len(parts) == 1 else get_path(event, parts)
-            if value is missing or value is None:
-                if required:
-                    raise EventRejected(
-                        "missing_event_time", f"event-time field {path!r} is required", field=path
-                    )
-            else:
-                millis, why = parse_event_time(value, formats)
-                if millis is None:
-                    raise EventRejected(
-                        "invalid_event_time",
-                        f"event-time field {path!r}: {why} (accepted: {', '.join(formats)})",
-                        field=path,
-                    )
+            self._check_time(event)
         if self._deny_undeclared:
             for path in leaf_paths(event):
                 if path not in self._declared and not any(
@@ -247,37 +267,96 @@ class Validate(Step):
                     )
         return record
 
+    def _check_time(self, event: dict[str, Any]) -> None:
+        assert self._time is not None
+        path, parts, formats, required = self._time
+        value = event.get(path) if parts is None else get_path(event, parts)
+        if value is None or value is MISSING:
+            if required:
+                raise EventRejected(
+                    "missing_event_time", f"event-time field {path!r} is required", field=path
+                )
+            return
+        if self._iso and type(value) is str:
+            # The common case first: the engine's rule for an ISO 8601 string, without
+            # computing the milliseconds, which the gateway does not use.
+            try:
+                if _from_iso(value).tzinfo is not None:
+                    return
+            except ValueError:
+                pass
+        millis, why = parse_event_time(value, formats)
+        if millis is None:
+            raise EventRejected(
+                "invalid_event_time",
+                f"event-time field {path!r}: {why} (accepted: {', '.join(formats)})",
+                field=path,
+            )
+
+
+_from_iso = datetime.fromisoformat
+
 
 class Tag(Step):
-    """Run the detectors on the free-text fields the policy says to scan."""
+    """Run the detectors on the free-text fields the policy says to scan.
+
+    What a text held is kept per field for the last `cache_size` distinct texts:
+    free text in event streams repeats (templated notes, the same address), and a
+    scan costs several times the event's parse (bench/gateway). The entries live
+    in this process's memory only, bounded, as the events in flight do.
+    """
 
     name = "tag"
+    cache_size: ClassVar[int] = 4096
 
     def __init__(self, stream: Any, detector: TextScanner) -> None:
         self.detector = detector
-        self._fields: list[tuple[str, tuple[str, ...], frozenset[str] | None]] = []
+        self._fields: list[
+            tuple[str, tuple[str, ...] | None, frozenset[str] | None, dict[str, _Scanned]]
+        ] = []
         for path, rule in stream.fields.items():
             if rule.scan is not None:
                 wanted = frozenset(rule.scan.types) if rule.scan.types else None
-                self._fields.append((path, split_path(path), wanted))
+                parts = split_path(path)
+                self._fields.append((path, parts if len(parts) > 1 else None, wanted, {}))
 
     def __call__(self, record: EventRecord) -> EventRecord:
-        assert record.event is not None
-        for path, parts, wanted in self._fields:
-            value = get_path(record.event, parts)
-            if not isinstance(value, str) or not value:
+        event = record.event
+        assert event is not None
+        for path, parts, wanted, cache in self._fields:
+            value = event.get(path) if parts is None else get_path(event, parts)
+            if type(value) is not str or not value:
                 continue
-            findings = [
-                f
-                for f in self.detector.scan(value)
-                if wanted is None or _DETECTED_AS_POLICY_CLASS.get(f.type, f.type) in wanted
-            ]
-            if findings:
+            scanned = cache.get(value)
+            if scanned is None:
+                scanned = self._scan(value, wanted)
+                if len(cache) >= self.cache_size:
+                    cache.pop(next(iter(cache)), None)  # the oldest entry
+                cache[value] = scanned
+            if scanned is not _NOTHING:
+                findings, types = scanned
+                if record.findings is None:
+                    record.findings = {}
+                    record.detected = {}
+                assert record.detected is not None
                 record.findings[path] = findings
-                record.detected[path] = sorted(
-                    {_DETECTED_AS_POLICY_CLASS.get(f.type, f.type) for f in findings}
-                )
+                record.detected[path] = list(types)
         return record
+
+    def _scan(self, text: str, wanted: frozenset[str] | None) -> _Scanned:
+        findings = [
+            f
+            for f in self.detector.scan(text)
+            if wanted is None or _DETECTED_AS_POLICY_CLASS.get(f.type, f.type) in wanted
+        ]
+        if not findings:
+            return _NOTHING
+        types = sorted({_DETECTED_AS_POLICY_CLASS.get(f.type, f.type) for f in findings})
+        return findings, tuple(types)
+
+
+_Scanned = tuple[list[Any], tuple[str, ...]]
+_NOTHING: _Scanned = ([], ())
 
 
 class DecisionShapes:
@@ -302,17 +381,20 @@ class DecisionShapes:
 
     @staticmethod
     def shape(
-        event: Mapping[str, Any], detected: Mapping[str, Sequence[str]]
+        event: Mapping[str, Any], detected: Mapping[str, Sequence[str]] | None
     ) -> tuple[Any, ...] | None:
-        key: list[Any] = []
-        for name, value in event.items():
-            kind = type(value)
-            if kind is dict or kind is list or (kind is float and not math.isfinite(value)):
-                return None
-            key.append((name, kind))
+        kinds = tuple(map(type, event.values()))
+        if dict in kinds or list in kinds:
+            return None
+        if float in kinds:
+            for value in event.values():
+                if type(value) is float and not isfinite(value):
+                    return None
         if detected:
-            key.append((None, tuple(sorted((p, tuple(t)) for p, t in detected.items()))))
-        return tuple(key)
+            # In the tag step's field order, which is fixed per pipeline.
+            found = tuple([(p, tuple(t)) for p, t in detected.items()])
+            return (tuple(event), kinds, found)
+        return (tuple(event), kinds)
 
     def get(self, shape: tuple[Any, ...]) -> DecisionEntry | None:
         return self.entries.get(shape)
@@ -324,13 +406,15 @@ class DecisionShapes:
 
 
 class DecisionEntry:
-    """A decision and, once made, the audit record's shared part for it."""
+    """A decision and, once made, what the steps derive from it alone: the transform's
+    plan and the audit record's shared part."""
 
-    __slots__ = ("audit_base", "decision")
+    __slots__ = ("audit_base", "decision", "plan")
 
     def __init__(self, decision: Any) -> None:
         self.decision = decision
         self.audit_base: dict[str, Any] | None = None
+        self.plan: list[tuple[str, tuple[str, ...] | None, str]] | None = None
 
 
 class Decide(Step):
@@ -382,6 +466,9 @@ class Decide(Step):
         return record
 
 
+_PlanItem = tuple[str, tuple[str, ...] | None, str, Callable[[str], str] | None]
+
+
 def _as_text(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -410,53 +497,72 @@ class Transform(Step):
         self.redactor = redactor
         self.event_id_field = event_id_field
         self._rules = dict(stream.fields)
-        self._parts: dict[str, tuple[str, ...]] = {}
 
-    def _split(self, path: str) -> tuple[str, ...]:
-        parts = self._parts.get(path)
-        if parts is None:
-            parts = self._parts[path] = split_path(path)
-        return parts
+    def plan(self, decision: Any) -> list[_PlanItem]:
+        """What the transform does for every event under `decision`, worked out once:
+        per decided field its path, the parts of a nested path (else None), the action,
+        and for a whole-value pseudonym the pseudonymiser's bound method."""
+        out: list[_PlanItem] = []
+        for fd in decision.fields:
+            parts = split_path(fd.path)
+            rule = self._rules.get(fd.path)
+            scan = rule.scan if rule is not None else None
+            pseudonymise = None
+            if fd.action == "pseudonymise" and (scan is None or scan.scope != "spans"):
+                key_id = rule.key_id if rule is not None else None
+                pseudonymise = self.tokenisers(key_id).pseudonymise
+            out.append((fd.path, parts if len(parts) > 1 else None, fd.action, pseudonymise))
+        return out
 
     def __call__(self, record: EventRecord) -> EventRecord:
         event = record.event
         decision = record.decision
         assert event is not None and decision is not None
+        entry = record.decision_entry
+        plan = entry.plan if entry is not None else None
+        if plan is None:
+            plan = self.plan(decision)
+            if entry is not None:
+                entry.plan = plan
         out: dict[str, Any] = {}
-        transformed = record.transformed
+        transformed: list[tuple[str, str]] = []
         findings = record.findings
         missing = MISSING
-        for fd in decision.fields:
-            path = fd.path
-            action = fd.action
+        for path, parts, action, pseudonymise in plan:
             # Most fields are top level: a plain dict lookup, no path walk.
-            nested = "." in path
-            parts = self._split(path) if nested else None
-            value = get_path(event, parts) if parts else event.get(path, missing)
-            if value is missing or is_missing(value):
+            value = event.get(path, missing) if parts is None else get_path(event, parts)
+            if value is missing:
                 continue
-            if action == "drop":
+            if pseudonymise is not None:
+                value = pseudonymise(value if type(value) is str else _as_text(value))
+                if record.pseudonyms is None:
+                    record.pseudonyms = {}
+                record.pseudonyms[path] = value
+                transformed.append((path, action))
+            elif action == "allow":
+                if findings is not None and path in findings:
+                    # The policy allowed a field in which detectors found something
+                    # (observe-only scan): keep, but say so in the audit record.
+                    transformed.append((path, "allow"))
+            elif action == "drop":
                 transformed.append((path, "drop"))
                 continue
-            if action != "allow":
+            else:
                 value = self._apply(record, path, action, value)
                 transformed.append((path, action))
-            elif path in findings:
-                # The policy allowed a field in which detectors found something
-                # (observe-only scan): keep, but say so in the audit record.
-                transformed.append((path, "allow"))
-            if parts:
-                set_path(out, parts, value)
-            else:
+            if parts is None:
                 out[path] = value
+            else:
+                set_path(out, parts, value)
         if record.event_id is not None:
             out[self.event_id_field] = record.event_id
         record.output = out
+        record.transformed = transformed
         return record
 
     def _apply(self, record: EventRecord, path: str, action: str, value: Any) -> Any:
         rule = self._rules.get(path)
-        findings = record.findings.get(path)
+        findings = record.findings.get(path) if record.findings is not None else None
         scan = rule.scan if rule is not None else None
         spans = bool(findings) and scan is not None and scan.scope == "spans"
         key_id = rule.key_id if rule is not None else None
@@ -473,7 +579,9 @@ class Transform(Step):
             tokeniser = self.tokenisers(key_id)
             if spans:
                 return _replace_spans(value, findings or [], tokeniser.pseudonymise)
-            token = tokeniser.pseudonymise(_as_text(value))
+            token = tokeniser.pseudonymise(value if type(value) is str else _as_text(value))
+            if record.pseudonyms is None:
+                record.pseudonyms = {}
             record.pseudonyms[path] = token
             return token
         if action == "encrypt":
@@ -537,28 +645,33 @@ class Audit(Step):
             audit.pop("reasons", None)
         return audit
 
-    def __call__(self, record: EventRecord) -> EventRecord:
-        decision = record.decision
-        entry = record.decision_entry
-        if entry is not None:
-            if entry.audit_base is None:
-                entry.audit_base = self.decision_part(decision)
-            audit = dict(entry.audit_base)
-        elif decision is not None:
-            audit = self.decision_part(decision)
-        else:
-            audit = {}
-        if record.pseudonyms:
-            # Pseudonyms, never values: `fjordgate audit subject` finds a person's
-            # decisions by recomputing these from their id.
-            audit["pseudonyms"] = record.pseudonyms
+    def _shared_part(self, record: EventRecord) -> dict[str, Any]:
+        """What every record of this pipeline under the record's decision holds."""
+        audit = self.decision_part(record.decision) if record.decision is not None else {}
         audit["type"] = "decision"
         audit["stream"] = record.stream
-        audit["event_id"] = record.event_id
         audit["source"] = self.source
         audit["policy_hash"] = self.policy_hash
         if audit.get("destination") is None:
             audit["destination"] = self.destination
+        return audit
+
+    def __call__(self, record: EventRecord) -> EventRecord:
+        entry = record.decision_entry
+        if entry is not None:
+            # A memoised decision: its shared part is made once (the entry belongs to
+            # this pipeline's Decide, so stream, source and destination are the same).
+            base = entry.audit_base
+            if base is None:
+                base = entry.audit_base = self._shared_part(record)
+            audit = base.copy()
+        else:
+            audit = self._shared_part(record)
+        audit["event_id"] = record.event_id
+        if record.pseudonyms:
+            # Pseudonyms, never values: `fjordgate audit subject` finds a person's
+            # decisions by recomputing these from their id.
+            audit["pseudonyms"] = record.pseudonyms
         rejected = record.rejected
         if rejected is not None:
             audit["outcome"] = "deny" if rejected.code == "denied" else "rejected"
@@ -574,30 +687,36 @@ class Publish(Step):
 
     def __init__(self, *, topic: str, key_field: str | None, policy_hash: str, stream: str) -> None:
         self.topic = topic
-        self.key_parts = split_path(key_field) if key_field else None
-        self.policy_hash = policy_hash.encode("utf-8")
-        self.stream = stream.encode("utf-8")
+        parts = split_path(key_field) if key_field else None
+        self.key_field = key_field if parts is not None and len(parts) == 1 else None
+        self.key_parts = parts if parts is not None and len(parts) > 1 else None
+        self.policy_header = (POLICY_HEADER, policy_hash.encode("utf-8"))
+        self.stream_header = (STREAM_HEADER, stream.encode("utf-8"))
 
     def __call__(self, record: EventRecord) -> EventRecord:
         out = record.output
-        assert out is not None and record.event_id is not None
+        event_id = record.event_id
+        assert out is not None and event_id is not None
         key: bytes | None = None
-        if self.key_parts is not None:
+        if self.key_field is not None:
+            value = out.get(self.key_field)
+        elif self.key_parts is not None:
             value = get_path(out, self.key_parts)
-            if not is_missing(value) and value is not None:
-                key = _as_text(value).encode("utf-8")
+        else:
+            value = None
+        if value is not None and value is not MISSING:
+            key = (value if type(value) is str else _as_text(value)).encode("utf-8")
         record.message = OutgoingMessage(
-            topic=self.topic,
-            key=key,
-            value=orjson.dumps(out),
-            headers=[
-                (EVENT_ID_HEADER, record.event_id.encode("utf-8")),
-                (POLICY_HEADER, self.policy_hash),
-                (STREAM_HEADER, self.stream),
-            ],
-            event_id=record.event_id,
+            self.topic,
+            key,
+            _dumps(out),
+            [(EVENT_ID_HEADER, event_id.encode("utf-8")), self.policy_header, self.stream_header],
+            event_id,
         )
         return record
+
+
+_dumps = orjson.dumps
 
 
 class DeadLetter(Step):
