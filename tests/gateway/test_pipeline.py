@@ -188,6 +188,24 @@ def test_audit_records_hold_field_names_and_actions_never_values() -> None:
     assert r.audit["policy_hash"] == POLICY.content_hash
 
 
+def test_a_memoised_audit_record_has_the_same_canonical_bytes_as_a_fresh_one() -> None:
+    from audit.canonical import canonical_json
+
+    events = TrafficGenerator(seed=8).batch(3)
+    for event in events:
+        event.pop("note", None)
+    records = [record(raw=orjson.dumps(e)) for e in events]
+    pipeline().run_batch(records)
+    last = records[-1]
+    assert last.decision_entry is not None and last.decision_entry.audit_base is not None
+    fresh = record()
+    fresh.decision, fresh.event_id, fresh.pseudonyms = last.decision, last.event_id, last.pseudonyms
+    Audit(source="http", policy_hash=POLICY.content_hash, destination=DESTINATION)(fresh)
+    assert fresh.audit is not None and last.audit is not None
+    assert canonical_json(last.audit) == canonical_json(fresh.audit)
+    assert orjson.loads(canonical_json(last.audit))["fields"] == fresh.audit["fields"]
+
+
 def test_audit_accounts_for_rejected_events_too() -> None:
     r = record()
     r.event_id = "e-1"
