@@ -25,7 +25,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.pii import Keyring
 from gateway.pipeline import PolicyPipelines, Topics
 from gateway.publish import KafkaPublisher, ensure_topics
-from gateway.server import uvicorn_config
+from gateway.server import tune_gc, uvicorn_config
 from gateway.service import Gateway
 from policies import Destination, Policy, PolicyLoadError, load_policy
 
@@ -269,4 +269,5 @@ def serve_from_config(path: Path) -> None:
         tls=tls is not None,
         policy_hash=gateway.policy.content_hash,
     )
+    tune_gc()
     server.run()

@@ -67,6 +67,7 @@ def demo(
     import structlog
 
     from gateway.demo import EMBEDDED_PLACEMENT_NOTE, Demo
+    from gateway.server import tune_gc
 
     if not verbose:
         # The live table is the demo's output; info lines would tear through it.
@@ -87,6 +88,7 @@ def demo(
             seed=seed,
             on_tick=lambda stats: live.update(_progress_table(stats, duration)),
         )
+        tune_gc()
         result = runner.run()
         live.update(_progress_table(result.stats, duration))
     console.print()
