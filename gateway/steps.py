@@ -12,6 +12,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from itertools import islice
 from math import isfinite
 from typing import Any, ClassVar, Protocol
 
@@ -300,7 +301,8 @@ _from_iso = datetime.fromisoformat
 class Tag(Step):
     """Run the detectors on the free-text fields the policy says to scan.
 
-    What a text held is kept per field for the last `cache_size` distinct texts:
+    What a text held is kept per field for the last `cache_size` distinct texts (the
+    oldest quarter is forgotten when it is full):
     free text in event streams repeats (templated notes, the same address), and a
     scan costs several times the event's parse (bench/gateway). The entries live
     in this process's memory only, bounded, as the events in flight do.
@@ -331,7 +333,7 @@ class Tag(Step):
             if scanned is None:
                 scanned = self._scan(value, wanted)
                 if len(cache) >= self.cache_size:
-                    cache.pop(next(iter(cache)), None)  # the oldest entry
+                    _forget_oldest(cache, self.cache_size)
                 cache[value] = scanned
             if scanned is not _NOTHING:
                 findings, types = scanned
@@ -356,6 +358,16 @@ class Tag(Step):
 
 
 _Scanned = tuple[list[Any], tuple[str, ...]]
+
+
+def _forget_oldest(cache: dict[str, Any], size: int) -> None:
+    """Drop the oldest quarter of a full insertion-ordered cache."""
+    # Not one entry per insert: a dict's iterator walks the deleted slots at its front,
+    # so popping the oldest each time cost 2.5 µs per insert once full (0.1 µs this way).
+    for old in list(islice(cache, size // 4 or 1)):
+        del cache[old]
+
+
 _NOTHING: _Scanned = ([], ())
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from base64 import urlsafe_b64encode
+from itertools import islice
 from typing import Final
 
 from gateway.pii.errors import TokenError
@@ -33,8 +34,9 @@ class Pseudonymiser:
     hashed once here and copied per value: `hmac.new` re-derives them on every
     call, which made it 2.4x slower per value (bench/gateway). The output is
     HMAC exactly (tested against `hmac`). Recent pseudonyms are kept in a
-    bounded map from value to pseudonym (`cache_size`, 0 for none); it holds
-    values only as long as the pseudonymiser lives, as the key itself does.
+    bounded map from value to pseudonym (`cache_size`, 0 for none; the oldest
+    quarter goes when it is full); it holds values only as long as the
+    pseudonymiser lives, as the key itself does.
     """
 
     __slots__ = ("_cache", "_cache_size", "_inner", "_key_id", "_outer", "_prefix")
@@ -74,7 +76,10 @@ class Pseudonymiser:
         token = self._prefix + urlsafe_b64encode(outer.digest())[:-1].decode("ascii")
         if self._cache_size:
             if len(cache) >= self._cache_size:
-                cache.pop(next(iter(cache)), None)  # the oldest entry
+                # The oldest quarter at once: popping the oldest entry per insert cost
+                # 2.5 µs once full (a dict's iterator walks the deleted slots at its front).
+                for old in list(islice(cache, self._cache_size // 4 or 1)):
+                    del cache[old]
             cache[value] = token
         return token
 

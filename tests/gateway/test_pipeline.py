@@ -117,6 +117,17 @@ def test_tag_finds_national_ids_in_free_text_only_where_the_policy_says_to_scan(
     assert "region" not in r.detected
 
 
+def test_the_tag_cache_stays_bounded_and_a_forgotten_text_is_scanned_again_alike() -> None:
+    tag = Tag(DECLARED, TOOLS.detector)
+    tag.cache_size = 8
+    notes = [f"ring +47 9{i:07d}" for i in range(30)]
+    first = [tag(record({"note": note})).detected for note in notes]
+    cache = tag._fields[0][3]
+    assert 0 < len(cache) <= 8 and notes[0] not in cache
+    assert [tag(record({"note": note})).detected for note in notes] == first
+    assert first[0] == {"note": ["phone"]}
+
+
 def test_decide_in_enforce_mode_rejects_a_denied_event_with_reasons_naming_fields() -> None:
     r = record(
         {"region": "Oslo", "speed": 1.0, "event_time": "2026-01-01T00:00:00Z", "x": {"y": 1}}
