@@ -206,3 +206,45 @@ def test_a_transaction_stuck_in_librdkafka_is_abandoned_and_its_batch_published_
 
     assert_exactly_once(Counter(i for i, _, _ in read_topic(kafka_bootstrap, tagged)), expected)
     assert_audited_once(config.audit.directory, expected)
+
+
+def test_an_idle_ingress_picks_up_again_after_a_broker_restart(
+    tmp_path: Path, kafka_broker: KafkaBroker, kafka_bootstrap: str
+) -> None:
+    config_path, _ = write_config(tmp_path, kafka_bootstrap, ingress_streams=[STREAM])
+    config = GatewayConfig.load(config_path)
+    raw = config.kafka.raw_topic.replace("{stream}", STREAM)
+    tagged = config.kafka.tagged_topic.replace("{stream}", STREAM)
+    events = TrafficGenerator(seed=43).batch(600)
+    first, second = events[:300], events[300:]
+    seen: Counter[str] = Counter()
+
+    def published(wanted: list[dict[str, Any]]) -> Callable[[], bool]:
+        def check() -> bool:
+            nonlocal seen
+            seen = Counter(i for i, _, _ in read_topic(kafka_bootstrap, tagged))
+            return set(seen) >= {e["event_id"] for e in wanted}
+
+        return check
+
+    parts = build_kafka_gateway(config)
+    try:
+        ingress = parts.ingress
+        assert ingress is not None
+        produce_raw(kafka_bootstrap, raw, first, 10_000)
+        wait_for("the first events", published(first), lambda: f"{len(seen)} published")
+        kafka_broker.stop()
+        kafka_broker.start()
+        produce_raw(kafka_bootstrap, raw, second, 10_000)
+        wait_for(
+            "the events produced after the restart",
+            published(events),
+            lambda: f"{len(seen)} of {len(events)} published, healthy: {ingress.healthy()}",
+        )
+        assert ingress.healthy()
+    finally:
+        parts.close()
+
+    expected = Counter(e["event_id"] for e in events)
+    assert_exactly_once(Counter(i for i, _, _ in read_topic(kafka_bootstrap, tagged)), expected)
+    assert_audited_once(config.audit.directory, expected)
