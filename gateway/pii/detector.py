@@ -69,27 +69,39 @@ _CONTEXT_CHARS: Final = 40
 _ACCOUNT_WORDS: Final = ("konto", "account", "kto")
 _SENTENCE_END: Final = re.compile(r"[.!?]\s+(?=[A-ZÆØÅ])|\n")
 _ORGANISATION_WORDS: Final = ("org", "foretak", "enhet", "mva", "brreg", "brønnøysund")
-_SEPARATORS: Final = str.maketrans("", "", " .-+")
 # Every candidate holds a digit, an '@' or a ':' within its first five characters (see
 # the branches in patterns.py): a text without one has no candidate, and none starts
 # more than four characters before the first. Skipping to there saves the pattern's
 # work on the text before it (the prose of most free-text fields); measured in bench/gateway.
 _ANCHOR: Final = re.compile(r"[0-9@:]")
 _ANCHOR_LEAD: Final = 4
+_anchor: Final = _ANCHOR.search
+_candidate: Final = CANDIDATES.search
 
 
 def candidates(text: str) -> Iterator[re.Match[str]]:
     """The candidate pattern's matches in `text`, as `CANDIDATES.finditer(text)` finds them."""
-    anchor = _ANCHOR.search(text)
-    if anchor is None:
-        return iter(())
-    # Look-behinds still see the text before the start position.
-    return CANDIDATES.finditer(text, max(0, anchor.start() - _ANCHOR_LEAD))
+    # From one anchor to the next: after a match the pattern resumes four characters
+    # before the next anchor, or stops when there is none, instead of trying every
+    # position of the prose between and after the candidates; and `search` per match
+    # has none of `finditer`'s fixed cost. Measured on the synthetic notes: 2.5 -> 1.3 µs
+    # for a text with one phone number (property-tested against `finditer`).
+    anchor = _anchor(text)
+    end = 0
+    while anchor is not None:
+        # Look-behinds still see the text before the start position.
+        match = _candidate(text, max(end, anchor.start() - _ANCHOR_LEAD))
+        if match is None:
+            return
+        yield match
+        end = match.end()
+        anchor = _anchor(text, end)
 
 
 def _only_digits(text: str) -> str:
     """The digits of a candidate (its separators are only spaces, dots, dashes, plus)."""
-    return text.translate(_SEPARATORS)
+    # Four replaces, not str.translate: 0.2 µs against 0.4-0.9 µs per candidate (measured).
+    return text.replace(" ", "").replace(".", "").replace("-", "").replace("+", "")
 
 
 def _says(text: str, start: int, context: str, words: tuple[str, ...]) -> bool:

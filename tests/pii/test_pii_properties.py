@@ -370,9 +370,9 @@ _CANDIDATE_TEXT = st.one_of(
 )
 
 
-@settings(max_examples=500)
+@settings(max_examples=1000)
 @given(_CANDIDATE_TEXT)
-def test_skipping_to_the_first_anchor_finds_the_same_candidates(text: str) -> None:
+def test_resuming_before_each_next_anchor_finds_the_same_candidates_as_finditer(text: str) -> None:
     from gateway.pii.detector import candidates
     from gateway.pii.patterns import CANDIDATES
 
@@ -380,3 +380,10 @@ def test_skipping_to_the_first_anchor_finds_the_same_candidates(text: str) -> No
         return [(m.start(), m.end(), m.lastgroup) for m in matches]
 
     assert found(candidates(text)) == found(CANDIDATES.finditer(text))
+
+
+@given(st.text(alphabet="0123456789 .-+", max_size=30))
+def test_the_digits_of_a_candidate_are_its_text_without_separators(text: str) -> None:
+    from gateway.pii.detector import _only_digits
+
+    assert _only_digits(text) == text.translate(str.maketrans("", "", " .-+"))
