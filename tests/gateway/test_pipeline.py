@@ -170,6 +170,32 @@ def test_transform_pseudonymises_identifiers_redacts_spans_and_drops_undeclared_
     assert dict(r.transformed)["undeclared"] == "drop"
 
 
+def test_a_recurring_note_is_redacted_once_for_the_same_findings_and_again_for_new_ones() -> None:
+    calls: list[str] = []
+
+    def redactor(value: str, findings: Any = None) -> str:
+        calls.append(value)
+        return str(TOOLS.redactor(value, findings))
+
+    transform = Transform(
+        STREAM, DECLARED, tokenisers=TOOLS.tokenisers, cipher=TOOLS.cipher, redactor=redactor
+    )
+    tag = Tag(DECLARED, TOOLS.detector)
+    event = TrafficGenerator(seed=6).event()
+    event["note"] = f"ring {event['driver_id']} i dag"
+    outputs = []
+    for fresh_tag in (False, False, True):
+        r = record(dict(event))
+        Identify()(r)
+        (Tag(DECLARED, TOOLS.detector) if fresh_tag else tag)(r)
+        Decide(ENGINE, destination=DESTINATION)(r)
+        assert r.output is None
+        outputs.append(transform(r).output)
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert outputs[0] is not None and outputs[0]["note"] == "ring [fodselsnummer] i dag"
+    assert len(calls) == 2  # a fresh scan's findings are not taken for the cached ones
+
+
 def test_pseudonyms_are_stable_so_windows_can_group_by_them() -> None:
     event = TrafficGenerator(seed=5).event()
     outputs = []
