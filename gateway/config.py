@@ -49,6 +49,15 @@ class KafkaConfig(_Model):
     create_topics: bool = True
     partitions: int = Field(default=3, ge=1)
     timeout_s: float = Field(default=10.0, gt=0)
+    lanes: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description=(
+            "Groups committed at once, each in its own Kafka transaction (transactional ids "
+            "`<transactional_id>`, `<transactional_id>-lane1`, ...)."
+        ),
+    )
     ingress_streams: list[str] = Field(
         default_factory=list, description="Streams also consumed from their raw topic."
     )

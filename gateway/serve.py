@@ -150,7 +150,8 @@ class KafkaGateway:
         if self.ingress is not None:
             self.ingress.stop()
         self.gateway.stop()
-        self.gateway.publisher.close()
+        for publisher in self.gateway.publishers:
+            publisher.close()
         self.audit.close()
 
 
@@ -178,20 +179,27 @@ def build_kafka_gateway(config: GatewayConfig) -> KafkaGateway:
                 wanted += [topics.raw_for(s), topics.dead_letter_for(s)]
             ensure_topics(config.kafka.bootstrap, wanted, partitions=config.kafka.partitions)
         metrics = GatewayMetrics()
-        publisher = KafkaPublisher(
-            config.kafka.bootstrap,
-            [topics.tagged_for(s) for s in streams],
-            transactional_id=config.kafka.transactional_id,
-            metrics=metrics,
-            timeout_s=config.kafka.timeout_s,
-            extra_config=config.kafka.extra,
-        )
-        publisher.start()
+        # One transactional producer per committer lane; the first keeps the configured
+        # id, so that a restart fences (and aborts what is left of) its predecessor.
+        publishers = [
+            KafkaPublisher(
+                config.kafka.bootstrap,
+                [topics.tagged_for(s) for s in streams],
+                transactional_id=config.kafka.transactional_id + (f"-lane{lane}" if lane else ""),
+                metrics=metrics,
+                timeout_s=config.kafka.timeout_s,
+                extra_config=config.kafka.extra,
+            )
+            for lane in range(config.kafka.lanes)
+        ]
+        for publisher in publishers:
+            publisher.start()
         gateway = Gateway(
             policy_path=config.policy,
             keyring=Keyring.load(config.keyring),
             audit=audit,
-            publisher=publisher,
+            publisher=publishers[0],
+            lanes=publishers[1:],
             destination=destination,
             egress_per_event=per_event,
             topics=topics,

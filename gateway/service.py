@@ -73,6 +73,7 @@ class Gateway:
         audit: AuditSink,
         publisher: Publisher,
         destination: str | None,
+        lanes: Sequence[Publisher] = (),
         egress_per_event: bool = True,
         topics: Topics | None = None,
         api_keys: Iterable[ApiKey] = (),
@@ -89,6 +90,8 @@ class Gateway:
         self.metrics = metrics or GatewayMetrics()
         self.audit = audit
         self.publisher = publisher
+        # More publishers to the same destination commit groups at once (committer lanes).
+        self.publishers = [publisher, *lanes]
         self.destination = destination
         self.egress_per_event = egress_per_event
         self.topics = topics or Topics()
@@ -99,7 +102,7 @@ class Gateway:
         self.index = EventIdIndex(index_capacity)
         self.committer = Committer(
             audit,
-            publisher,
+            self.publishers,
             self.index,
             self.metrics,
             max_pending_events=max_pending_events,
@@ -203,7 +206,7 @@ class Gateway:
         return {
             "policy": self.ingest is not None,
             "audit": self.committer.audit_ok,
-            "publisher": self.publisher.ready(),
+            "publisher": all(p.ready() for p in self.publishers),
             "placement": self.committer.refusing is None,
             **{name: check() for name, check in self.extra_checks.items()},
         }
