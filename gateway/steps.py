@@ -346,11 +346,11 @@ class Tag(Step):
         return record
 
     def _scan(self, text: str, wanted: frozenset[str] | None) -> _Scanned:
-        findings = [
-            f
-            for f in self.detector.scan(text)
-            if wanted is None or _DETECTED_AS_POLICY_CLASS.get(f.type, f.type) in wanted
-        ]
+        findings = self.detector.scan(text)
+        if wanted is not None:
+            findings = [
+                f for f in findings if _DETECTED_AS_POLICY_CLASS.get(f.type, f.type) in wanted
+            ]
         if not findings:
             return _NOTHING
         types = sorted({_DETECTED_AS_POLICY_CLASS.get(f.type, f.type) for f in findings})
