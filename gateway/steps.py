@@ -498,7 +498,7 @@ class Decide(Step):
         return record
 
 
-_PlanItem = tuple[str, tuple[str, ...] | None, str, Callable[[str], str] | None]
+_PlanItem = tuple[str, tuple[str, ...] | None, str, Callable[[str], str] | None, tuple[str, str]]
 
 
 def _as_text(value: Any) -> str:
@@ -535,7 +535,8 @@ class Transform(Step):
     def plan(self, decision: Any) -> list[_PlanItem]:
         """What the transform does for every event under `decision`, worked out once:
         per decided field its path, the parts of a nested path (else None), the action,
-        and for a whole-value pseudonym the pseudonymiser's bound method."""
+        for a whole-value pseudonym the pseudonymiser's bound method, and the
+        (path, action) pair that `transformed` lists (made once, not per event)."""
         out: list[_PlanItem] = []
         for fd in decision.fields:
             parts = split_path(fd.path)
@@ -545,7 +546,8 @@ class Transform(Step):
             if fd.action == "pseudonymise" and (scan is None or scan.scope != "spans"):
                 key_id = rule.key_id if rule is not None else None
                 pseudonymise = self.tokenisers(key_id).pseudonymise
-            out.append((fd.path, parts if len(parts) > 1 else None, fd.action, pseudonymise))
+            nested = parts if len(parts) > 1 else None
+            out.append((fd.path, nested, fd.action, pseudonymise, (fd.path, fd.action)))
         return out
 
     def __call__(self, record: EventRecord) -> EventRecord:
@@ -562,7 +564,7 @@ class Transform(Step):
         transformed: list[tuple[str, str]] = []
         findings = record.findings
         missing = MISSING
-        for path, parts, action, pseudonymise in plan:
+        for path, parts, action, pseudonymise, change in plan:
             # Most fields are top level: a plain dict lookup, no path walk.
             value = event.get(path, missing) if parts is None else get_path(event, parts)
             if value is missing:
@@ -572,18 +574,18 @@ class Transform(Step):
                 if record.pseudonyms is None:
                     record.pseudonyms = {}
                 record.pseudonyms[path] = value
-                transformed.append((path, action))
+                transformed.append(change)
             elif action == "allow":
                 if findings is not None and path in findings:
                     # The policy allowed a field in which detectors found something
                     # (observe-only scan): keep, but say so in the audit record.
-                    transformed.append((path, "allow"))
+                    transformed.append(change)
             elif action == "drop":
-                transformed.append((path, "drop"))
+                transformed.append(change)
                 continue
             else:
                 value = self._apply(record, path, action, value)
-                transformed.append((path, action))
+                transformed.append(change)
             if parts is None:
                 out[path] = value
             else:
