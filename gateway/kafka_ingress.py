@@ -15,12 +15,14 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import structlog
 from confluent_kafka import Consumer, KafkaException, Producer
 
+from audit.canonical import canonical_json
 from gateway.committer import AuditSink
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline import PolicyPipelines, Topics
@@ -248,21 +250,25 @@ class KafkaIngress:
         current = self.pipelines()
         records: list[EventRecord] = []
         positions: list[Position] = []
+        by_stream: dict[str, list[EventRecord]] = {}
         for i, msg in enumerate(messages):
             if msg.error() is not None:
                 continue
             stream = self._stream_of.get(str(msg.topic()))
-            pipeline = current.get(stream) if stream is not None else None
-            if pipeline is None:
+            if stream is None or current.get(stream) is None:
                 continue
             value = msg.value()
             raw = value if isinstance(value, bytes) else b""
             record = EventRecord(stream=str(stream), index=i, raw=raw, source="kafka")
-            started = time.perf_counter()
-            pipeline.run(record)
-            self.metrics.pipeline_seconds.labels("kafka").observe(time.perf_counter() - started)
+            by_stream.setdefault(stream, []).append(record)
             records.append(record)
             positions.append((str(msg.topic()), int(msg.partition()), int(msg.offset())))
+        for stream, batch in by_stream.items():
+            pipeline = current.get(stream)
+            assert pipeline is not None
+            started = time.perf_counter()
+            pipeline.run_batch(batch)
+            self.metrics.pipeline_seconds.labels("kafka").observe(time.perf_counter() - started)
         audited = self._append_audits(records, positions)
         try:
             offsets = consumer.position(consumer.assignment())
@@ -278,13 +284,16 @@ class KafkaIngress:
         self.batches_committed += 1
         if self._audited_uncommitted:
             self._forget_audits(offsets)
+        counts: Counter[tuple[str, str]] = Counter()
         for r in records:
             outcome = (
                 "accepted"
                 if r.rejected is None
                 else ("denied" if r.rejected.code == "denied" else "rejected")
             )
-            self.metrics.events.labels(r.stream, "kafka", outcome).inc()
+            counts[r.stream, outcome] += 1
+        for (stream, outcome), count in counts.items():
+            self.metrics.events.labels(stream, "kafka", outcome).inc(count)
 
     def _append_audits(
         self, records: list[EventRecord], positions: list[Position]
@@ -298,7 +307,7 @@ class KafkaIngress:
             if r.audit is None:
                 continue
             audited.append((position, r.audit))
-            if not remembered or remembered.get(position) != r.audit:
+            if not remembered or not _same_record(remembered.get(position), r.audit):
                 fresh.append(r.audit)
         if fresh:
             started = time.perf_counter()
@@ -330,3 +339,11 @@ class KafkaIngress:
                 producer.produce(m.topic, value=m.value, key=m.key, headers=m.headers)
         producer.send_offsets_to_transaction(offsets, group, self.timeout_s)
         producer.commit_transaction(self.timeout_s)
+
+
+def _same_record(before: dict[str, Any] | None, now: dict[str, Any]) -> bool:
+    """Whether two audit records are the same, as the log would write them: records of
+    memoised decisions hold pre-encoded JSON fragments, which compare by identity."""
+    if before is None:
+        return False
+    return before == now or canonical_json(before) == canonical_json(now)
