@@ -75,11 +75,14 @@ def test_tree_head_written_every_n_records_and_at_close(
 
 
 def test_reserved_fields_and_type_are_enforced(audit_log: AuditLog) -> None:
-    with pytest.raises(RecordRejected, match="seq"):
-        audit_log.append({"type": "decision", "seq": 5})
+    from audit.log import RESERVED_FIELDS, RESERVED_TYPES
+
+    for field in RESERVED_FIELDS:
+        with pytest.raises(RecordRejected, match=field):
+            audit_log.append({"type": "decision", field: 5})
     with pytest.raises(RecordRejected, match="type"):
         audit_log.append({"stream": "x"})
-    for reserved in ("tree_head", "log_created", "signing_key_rotation"):
+    for reserved in RESERVED_TYPES:
         with pytest.raises(RecordRejected, match="reserved"):
             audit_log.append({"type": reserved})
     with pytest.raises(RecordRejected, match="JSON"):
