@@ -770,7 +770,7 @@ class Publish(Step):
         record.message = OutgoingMessage(
             self.topic,
             key,
-            _dumps(out),
+            _exact_copy(_dumps(out)),
             [(EVENT_ID_HEADER, event_id.encode("utf-8")), self.policy_header, self.stream_header],
             event_id,
         )
@@ -778,6 +778,22 @@ class Publish(Step):
 
 
 _dumps = orjson.dumps
+
+
+def _exact_copy(value: bytes) -> bytes:
+    """`value` copied into an object of its own size, for a value kept until the batch is
+    published.
+
+    orjson writes into a buffer of at least a kilobyte, which the C allocator serves
+    (Python's own allocator takes 512 bytes at most) and shrinks in place. Kept, a
+    batch's buffers grow the C heap by a kilobyte per event; freed together, they leave
+    more than its trim threshold free, so the heap is given back to the system and the
+    next batch faults its pages in again. A copy the size of the message (mostly under
+    512 bytes) frees the buffer at once, and the next event's buffer reuses it.
+    Measured on the pipeline benchmark, whole runs interleaved: page faults 0.66 -> 0.00
+    per event, time 0.77-0.99x (the copy costs about 0.1 µs).
+    """
+    return memoryview(value).tobytes()
 
 
 class DeadLetter(Step):

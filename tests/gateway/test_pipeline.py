@@ -261,6 +261,7 @@ def test_publish_keys_the_message_by_the_streams_key_and_names_the_event_in_head
     assert r.message is not None
     assert r.message.key == b"Oslo" and r.message.topic == "t"
     assert ("fjordgate-event-id", b"e-2") in r.message.headers
+    assert type(r.message.value) is bytes and r.message.value == orjson.dumps(r.output)
 
 
 def test_the_policy_composes_the_steps_and_ingress_adds_the_dead_letter_step() -> None:
