@@ -52,6 +52,7 @@ def report_document(report: AuditReport) -> dict[str, Any]:
         "records_in_period": report.records_in_period,
         "records_by_type": dict(report.by_type),
         "decisions_by_outcome": dict(report.decisions),
+        "repeated_decisions": report.repeated_decisions,
         "decisions_by_stream": nested(report.by_stream),
         "by_rule": nested(report.by_rule),
         "by_destination": nested(report.by_destination),
@@ -109,6 +110,7 @@ def write_csv(report: AuditReport, path: Path) -> None:
         )
     for outcome, count in sorted(report.decisions.items()):
         out.writerow(["decisions", "all", outcome, count, "", "", "", ""])
+    out.writerow(["repeated_decisions", "all", "", report.repeated_decisions, "", "", "", ""])
     for section, data in (
         ("stream", report.by_stream),
         ("rule", report.by_rule),

@@ -83,6 +83,10 @@ class AuditReport:
     last_ts: str | None = None
     by_type: Counter[str] = field(default_factory=Counter)
     decisions: Counter[str] = field(default_factory=Counter)  # outcome -> count
+    # Decisions for an event id already decided in the period (per stream): a producer's
+    # retry after a commit that failed (503) is decided, and audited, again.
+    repeated_decisions: int = 0
+    decided_events: set[tuple[str, str]] = field(default_factory=set, repr=False)
     by_stream: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     by_rule: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     by_destination: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
@@ -246,7 +250,15 @@ class _Collector:
         report = self.report
         outcome = _as_str(record.get("outcome")) or "unknown"
         report.decisions[outcome] += 1
-        report.by_stream[_as_str(record.get("stream"))][outcome] += 1
+        stream = _as_str(record.get("stream"))
+        report.by_stream[stream][outcome] += 1
+        event_id = record.get("event_id")
+        if event_id is not None:
+            key = (stream, _as_str(event_id))
+            if key in report.decided_events:
+                report.repeated_decisions += 1
+            else:
+                report.decided_events.add(key)
         destination = record.get("destination")
         if destination:
             report.by_destination[str(destination)][outcome] += 1

@@ -279,6 +279,7 @@ def render_html(report: AuditReport, title: str = "fjordgate audit report") -> s
         ("allowed", f"{report.decisions.get('allow', 0):,}", "allow"),
         ("denied", f"{report.decisions.get('deny', 0):,}", "deny"),
         ("rejected", f"{report.decisions.get('rejected', 0):,}", "rejected"),
+        ("repeated (retries)", f"{report.repeated_decisions:,}", ""),
         ("denied egress", f"{denied_egress:,}", "deny" if denied_egress else ""),
         ("placement checks", f"{report.placements.total:,}", "deny" if placement_failed else ""),
         ("policy changes", f"{report.policies.total:,}", ""),

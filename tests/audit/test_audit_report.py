@@ -80,6 +80,25 @@ def test_json_totals_equal_a_brute_force_count(sample: tuple[Path, Path], tmp_pa
     assert report["key_rotations"]["total"] == len(instance_logs(logs))
     buckets = report["decisions_over_time"]["buckets"]
     assert sum(sum(v for k, v in b.items() if k != "start") for b in buckets) == len(decisions)
+    distinct = {(r["stream"], r["event_id"]) for r in decisions if "event_id" in r}
+    with_ids = [r for r in decisions if "event_id" in r]
+    assert report["repeated_decisions"] == len(with_ids) - len(distinct)
+
+
+def test_a_decision_repeated_for_one_event_is_counted_as_repeated(tmp_path: Path) -> None:
+    from audit import AuditLog
+
+    key = SigningKey.generate()
+    decision = {"type": "decision", "outcome": "allow", "stream": "s"}
+    with AuditLog.open(tmp_path / "logs" / "gw", key) as log:
+        # e-1 decided, its commit failed, its retry decided again; e-1 in another stream.
+        log.append_many([{**decision, "event_id": "e-1"}, {**decision, "event_id": "e-2"}])
+        log.append({**decision, "event_id": "e-1"})
+        log.append({**decision, "stream": "t", "event_id": "e-1"})
+    export(tmp_path / "logs", "json", tmp_path / "r.json")
+    report = orjson.loads((tmp_path / "r.json").read_bytes())
+    assert report["decisions_by_outcome"] == {"allow": 4}
+    assert report["repeated_decisions"] == 1
 
 
 def test_period_filter_counts_only_records_inside(
@@ -106,6 +125,7 @@ def test_csv_has_the_same_totals(sample: tuple[Path, Path], tmp_path: Path) -> N
         decisions
     )
     assert rows[1]["section"] == "verification" and rows[1]["outcome"] == "intact"
+    assert [int(r["count"]) for r in rows if r["section"] == "repeated_decisions"] == [0]
 
 
 def test_bundle_verifies_independently(sample: tuple[Path, Path], tmp_path: Path) -> None:
