@@ -54,14 +54,20 @@ def wait_for(what: str, check: Callable[[], bool], describe: Callable[[], str]) 
     raise AssertionError(f"timed out waiting for {what}: {describe()}")
 
 
+def ingress_config(tmp_path: Path, bootstrap: str) -> tuple[GatewayConfig, str, str, str]:
+    """A gateway config with Kafka ingress for the stream, and its raw, tagged and
+    dead-letter topics."""
+    config_path, _ = write_config(tmp_path, bootstrap, ingress_streams=[STREAM])
+    config = GatewayConfig.load(config_path)
+    topics = (config.kafka.raw_topic, config.kafka.tagged_topic, config.kafka.dead_letter_topic)
+    raw, tagged, dead = (t.replace("{stream}", STREAM) for t in topics)
+    return config, raw, tagged, dead
+
+
 def test_ingress_recovers_by_itself_after_a_broker_restart_and_publishes_each_event_once(
     tmp_path: Path, kafka_broker: KafkaBroker, kafka_bootstrap: str
 ) -> None:
-    config_path, _ = write_config(tmp_path, kafka_bootstrap, ingress_streams=[STREAM])
-    config = GatewayConfig.load(config_path)
-    raw = config.kafka.raw_topic.replace("{stream}", STREAM)
-    tagged = config.kafka.tagged_topic.replace("{stream}", STREAM)
-    dead = config.kafka.dead_letter_topic.replace("{stream}", STREAM)
+    config, raw, tagged, dead = ingress_config(tmp_path, kafka_bootstrap)
     generator = TrafficGenerator(seed=41)
     events = generator.batch(30_000)
     for event in events[::97]:
@@ -171,10 +177,7 @@ def test_a_transaction_stuck_in_librdkafka_is_abandoned_and_its_batch_published_
             return hung[0]  # type: ignore[return-value]
 
     monkeypatch.setattr("gateway.serve.KafkaIngress", FirstProducerHangs)
-    config_path, _ = write_config(tmp_path, kafka_bootstrap, ingress_streams=[STREAM])
-    config = GatewayConfig.load(config_path)
-    raw = config.kafka.raw_topic.replace("{stream}", STREAM)
-    tagged = config.kafka.tagged_topic.replace("{stream}", STREAM)
+    config, raw, tagged, _ = ingress_config(tmp_path, kafka_bootstrap)
     events = TrafficGenerator(seed=42).batch(2_000)
     expected = Counter(e["event_id"] for e in events)
 
@@ -211,10 +214,7 @@ def test_a_transaction_stuck_in_librdkafka_is_abandoned_and_its_batch_published_
 def test_an_idle_ingress_picks_up_again_after_a_broker_restart(
     tmp_path: Path, kafka_broker: KafkaBroker, kafka_bootstrap: str
 ) -> None:
-    config_path, _ = write_config(tmp_path, kafka_bootstrap, ingress_streams=[STREAM])
-    config = GatewayConfig.load(config_path)
-    raw = config.kafka.raw_topic.replace("{stream}", STREAM)
-    tagged = config.kafka.tagged_topic.replace("{stream}", STREAM)
+    config, raw, tagged, _ = ingress_config(tmp_path, kafka_bootstrap)
     events = TrafficGenerator(seed=43).batch(600)
     first, second = events[:300], events[300:]
     seen: Counter[str] = Counter()
