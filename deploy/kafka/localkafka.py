@@ -22,6 +22,7 @@ checking that the pid's command line is still that broker's, never by name.
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import shutil
 import signal
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +97,16 @@ def fetch(*, quiet: bool = False) -> Path:
     tmp.rename(libs)
     marker.write_text(kafka_version(), encoding="utf-8")
     return libs
+
+
+def new_cluster_id(draw: Callable[[], uuid.UUID] = uuid.uuid4) -> str:
+    """A KRaft cluster id: a random UUID in unpadded base64url, as Kafka's Uuid.randomUuid
+    makes it. An id starting with "-" is drawn again (Kafka does the same): the storage
+    tool would read it as an option, and one start in 64 failed so."""
+    while True:
+        cid = base64.urlsafe_b64encode(draw().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 @dataclass
@@ -180,10 +192,7 @@ class LocalKafka:
         if (self.data_dir / "logs" / "meta.properties").exists():
             return
         self._write_config()
-        cluster_id = uuid.uuid4().bytes
-        import base64
-
-        cid = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
+        cid = new_cluster_id()
         proc = subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "-t", cid, "-c", str(self.config_path)),
             capture_output=True,

@@ -106,3 +106,14 @@ def test_reap_leaves_a_live_runs_services_alone(tmp_path: Path) -> None:
         assert pid_file.exists()
     finally:
         pid_file.unlink(missing_ok=True)
+
+
+def test_a_kafka_cluster_id_never_starts_with_a_dash() -> None:
+    import uuid
+
+    localkafka = sys.modules["fjordgate_localkafka"]  # loaded by tests/conftest.py
+    # 0xfb... encodes as "-..." in base64url: the storage tool read such an id as an option.
+    draws = iter([uuid.UUID(bytes=b"\xfb" + bytes(15)), uuid.UUID(bytes=b"\x01" + bytes(15))])
+    cid = localkafka.new_cluster_id(lambda: next(draws))
+    assert cid == "AQAAAAAAAAAAAAAAAAAAAA"
+    assert not any(localkafka.new_cluster_id().startswith("-") for _ in range(2_000))
