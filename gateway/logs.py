@@ -100,6 +100,14 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
+def console_renderer(*, colors: bool) -> structlog.dev.ConsoleRenderer:
+    """The renderer for a terminal. Its tracebacks are plain, not rich's, which show each
+    frame's local variables: those hold the events' values."""
+    return structlog.dev.ConsoleRenderer(
+        colors=colors, exception_formatter=structlog.dev.plain_traceback
+    )
+
+
 def configure_logging(*, json: bool | None = None, level: str = "INFO") -> None:
     """Configure structlog once per process; later calls do nothing.
 
@@ -114,7 +122,7 @@ def configure_logging(*, json: bool | None = None, level: str = "INFO") -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else console_renderer(colors=sys.stderr.isatty())
     )
     structlog.configure(
         processors=[

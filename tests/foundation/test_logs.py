@@ -27,3 +27,23 @@ def test_fields_marked_personal_by_a_policy_are_scrubbed() -> None:
     mark_personal(["Kundenummer"])
     out = scrub_personal(None, "info", {"event": "x", "kundenummer": "123"})
     assert out["kundenummer"] == REDACTED
+
+
+def test_a_terminal_traceback_shows_no_local_values() -> None:
+    import sys
+
+    from gateway.logs import console_renderer
+
+    def fail(driver_id: str) -> None:
+        raise ValueError("bad event")
+
+    value = "".join(["010190", "12345"])  # a local's value, not in the source lines
+    try:
+        fail(value)
+    except ValueError:
+        exc_info = sys.exc_info()
+    line = console_renderer(colors=False)(
+        None, "error", {"event": "request_failed", "exc_info": exc_info}
+    )
+    assert "ValueError: bad event" in line and "test_logs.py" in line
+    assert "01019012345" not in line
