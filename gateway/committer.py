@@ -250,7 +250,8 @@ class Committer:
             return
         except Exception as exc:  # never leave a request waiting on a bug
             log.exception("commit_failed_unexpectedly", error_type=type(exc).__name__)
-            self._release(first)
+            # Whatever it got to, Kafka may hold some of the group: read the tail again.
+            self._settle(lane, first, ok=False)
             failure = Unavailable("internal error while committing; nothing was acknowledged")
             for job in jobs:
                 job.done(failure)
