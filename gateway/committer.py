@@ -12,11 +12,13 @@ Lanes: with several publishers (one Kafka transactional producer each), as
 many groups are committed at once. A Kafka transaction's commit waits tens of
 milliseconds for the broker whatever its size (measured: 40-80 ms on the
 benchmark machine, for 1 or 3,000 messages), so one lane spends most of its
-time waiting; two lanes doubled the transactions' throughput. The event-id
-index stays exact across lanes: an id is *claimed* by the group that carries
-it until that group's outcome is known, and a job holding a claimed id waits
-for it. After a failed commit (whose outcome Kafka may still decide either
-way) every lane reads the committed tail again before its next group.
+time waiting; two lanes doubled the transactions' throughput (measured with bare
+transactional producers; end to end the gateway's own CPU limits first, see
+bench/gateway). The event-id index stays exact across lanes: an id is *claimed*
+by the group that carries it until that group's outcome is known, and a job
+holding a claimed id waits for it. After a failed commit (whose outcome Kafka may
+still decide either way) every lane reads the committed tail again before its next
+group.
 """
 
 from __future__ import annotations
