@@ -374,6 +374,25 @@ class _KeyAudit:
             )
             raise typer.Exit(1) from None
 
+    def conclude(
+        self, done: str, action: str, key_id: str, *, changed: str, advice: str = "", **fields: Any
+    ) -> None:
+        """After a change to the keyring: record it and close the log (without a log, warn);
+        then print `done`. A record that fails is reported as an unaudited change."""
+        if self.log is None:
+            self.unaudited_warning()
+        else:
+            try:
+                seq = self.record(action, key_id, **fields)
+            except Exception as exc:  # whatever failed, the message below says what changed
+                self.error(
+                    f"the keyring WAS {changed}; but recording it in the audit log "
+                    f"{self.directory} failed: {_reason(exc)}. The change is not audited: "
+                    f"{advice}note it in your change log and repair the audit log"
+                )
+            self.finish(done, seq)
+        print(done)
+
     def unaudited_warning(self) -> None:
         if self.log is None:
             _err(
@@ -405,23 +424,16 @@ def keys_new(
     except PiiError as exc:
         audit.abandon()
         raise _fail(exc) from None
-    done = f"created {keyring} with active key {ring.active_id}"
-    if audit.log is not None:
-        fields: dict[str, Any] = {"active_key_id": ring.active_id}
-        if replaced is not None:
-            fields["replaced_key_ids"] = replaced
-        try:
-            seq = audit.record("new", ring.active_id, **fields)
-        except Exception as exc:  # whatever failed, the message below says what changed
-            audit.error(
-                f"the keyring WAS created: {keyring} with active key {ring.active_id}; but "
-                f"recording it in the audit log {audit_dir} failed: {_reason(exc)}. The change "
-                "is not audited: note it in your change log and repair the audit log"
-            )
-        audit.finish(done, seq)
-    else:
-        audit.unaudited_warning()
-    print(done)
+    fields: dict[str, Any] = {"active_key_id": ring.active_id}
+    if replaced is not None:
+        fields["replaced_key_ids"] = replaced
+    audit.conclude(
+        f"created {keyring} with active key {ring.active_id}",
+        "new",
+        ring.active_id,
+        changed=f"created: {keyring} with active key {ring.active_id}",
+        **fields,
+    )
 
 
 @keys_app.command("list")
@@ -468,21 +480,16 @@ def keys_rotate(
         audit.abandon()
         raise _fail(exc) from None
     done = f"active key is now {new} (was {previous})"
-    if audit.log is not None:
-        try:
-            seq = audit.record(
-                "rotate", new, active_key_id=new, old_key_id=previous, new_key_id=new
-            )
-        except Exception as exc:  # whatever failed, the message below says what changed
-            audit.error(
-                f"the keyring WAS rotated: {done}; but recording it in the audit log "
-                f"{audit_dir} failed: {_reason(exc)}. The change is not audited: do not rotate "
-                "again for it; note it in your change log and repair the audit log"
-            )
-        audit.finish(done, seq)
-    else:
-        audit.unaudited_warning()
-    print(done)
+    audit.conclude(
+        done,
+        "rotate",
+        new,
+        changed=f"rotated: {done}",
+        advice="do not rotate again for it; ",
+        active_key_id=new,
+        old_key_id=previous,
+        new_key_id=new,
+    )
 
 
 @keys_app.command("shred")
