@@ -21,6 +21,13 @@ def split_path(path: str) -> tuple[str, ...]:
     return tuple(path.split("."))
 
 
+def nested_parts(path: str) -> tuple[str, ...] | None:
+    """The parts of a dotted path, or None for a top-level field: the pipeline's steps
+    look those up with a plain `dict.get`, without a path walk."""
+    parts = split_path(path)
+    return parts if len(parts) > 1 else None
+
+
 def get_path(obj: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
     """The value at `parts`, or the module's `MISSING` sentinel."""
     current: Any = obj

@@ -24,8 +24,8 @@ from gateway.fields import (
     generalise_value,
     get_path,
     leaf_paths,
+    nested_parts,
     set_path,
-    split_path,
 )
 from gateway.record import EventRecord, OutgoingMessage
 from policies import json_type_name, parse_event_time
@@ -212,19 +212,15 @@ class Validate(Step):
             tuple[str, tuple[str, ...] | None, tuple[type, ...] | None, bool, str]
         ] = []
         for path, rule in stream.fields.items():
-            parts = split_path(path)
             types = _TYPES.get(rule.type)
-            self._checks.append(
-                (path, parts if len(parts) > 1 else None, types, bool(rule.required), rule.type)
-            )
+            self._checks.append((path, nested_parts(path), types, bool(rule.required), rule.type))
         event_time = stream.event_time
         self._time: tuple[str, tuple[str, ...] | None, list[str], bool] | None = None
         self._iso = False
         if event_time is not None:
-            parts = split_path(event_time.field)
             self._time = (
                 event_time.field,
-                parts if len(parts) > 1 else None,
+                nested_parts(event_time.field),
                 list(event_time.formats),
                 bool(event_time.required),
             )
@@ -319,8 +315,7 @@ class Tag(Step):
         for path, rule in stream.fields.items():
             if rule.scan is not None:
                 wanted = frozenset(rule.scan.types) if rule.scan.types else None
-                parts = split_path(path)
-                self._fields.append((path, parts if len(parts) > 1 else None, wanted, {}))
+                self._fields.append((path, nested_parts(path), wanted, {}))
 
     def __call__(self, record: EventRecord) -> EventRecord:
         event = record.event
@@ -539,15 +534,15 @@ class Transform(Step):
         (path, action) pair that `transformed` lists (made once, not per event)."""
         out: list[_PlanItem] = []
         for fd in decision.fields:
-            parts = split_path(fd.path)
             rule = self._rules.get(fd.path)
             scan = rule.scan if rule is not None else None
             pseudonymise = None
             if fd.action == "pseudonymise" and (scan is None or scan.scope != "spans"):
                 key_id = rule.key_id if rule is not None else None
                 pseudonymise = self.tokenisers(key_id).pseudonymise
-            nested = parts if len(parts) > 1 else None
-            out.append((fd.path, nested, fd.action, pseudonymise, (fd.path, fd.action)))
+            out.append(
+                (fd.path, nested_parts(fd.path), fd.action, pseudonymise, (fd.path, fd.action))
+            )
         return out
 
     def __call__(self, record: EventRecord) -> EventRecord:
@@ -748,9 +743,8 @@ class Publish(Step):
 
     def __init__(self, *, topic: str, key_field: str | None, policy_hash: str, stream: str) -> None:
         self.topic = topic
-        parts = split_path(key_field) if key_field else None
-        self.key_field = key_field if parts is not None and len(parts) == 1 else None
-        self.key_parts = parts if parts is not None and len(parts) > 1 else None
+        self.key_parts = nested_parts(key_field) if key_field else None
+        self.key_field = key_field if key_field and self.key_parts is None else None
         self.policy_header = (POLICY_HEADER, policy_hash.encode("utf-8"))
         self.stream_header = (STREAM_HEADER, stream.encode("utf-8"))
 
