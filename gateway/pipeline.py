@@ -12,7 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway import native
 from gateway.errors import EventRejected
+from gateway.native import NativeCore
 from gateway.record import EventRecord
 from gateway.steps import (
     Audit,
@@ -37,11 +39,15 @@ from gateway.steps import (
 class Pipeline:
     """Steps over one event record, run in order."""
 
-    __slots__ = ("steps", "stream")
+    __slots__ = ("native", "steps", "stream")
 
-    def __init__(self, stream: str, steps: Sequence[Step]) -> None:
+    def __init__(
+        self, stream: str, steps: Sequence[Step], native: NativeCore | None = None
+    ) -> None:
         self.stream = stream
         self.steps = tuple(steps)
+        # The compiled fast path (gateway.native), or None: the steps do everything.
+        self.native = native
 
     @property
     def step_names(self) -> list[str]:
@@ -62,7 +68,14 @@ class Pipeline:
 
     def run_batch(self, records: Sequence[EventRecord]) -> None:
         """Pass a batch through every step, step by step: the same outcome per record as
-        `run`, with one call per step and batch (the gateway's path)."""
+        `run`, with one call per step and batch (the gateway's path).
+
+        The compiled core, when there is one, finishes the records it can first; the
+        steps run over the rest."""
+        if self.native is not None:
+            records = self.native.run(records)
+            if not records:
+                return
         for step in self.steps:
             step.batch(records)
 
@@ -153,7 +166,7 @@ def build_pipeline(
         steps.append(
             DeadLetter(topic=topics.dead_letter_for(stream), policy_hash=policy_hash, stream=stream)
         )
-    return Pipeline(stream, steps)
+    return Pipeline(stream, steps, native.attach(declared, steps))
 
 
 @dataclass

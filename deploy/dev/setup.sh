@@ -27,6 +27,30 @@ setup_python() {
     .venv/bin/python -m pip install -q -e ".[dev]"
     echo "$want" > "$stamp"
   fi
+  setup_native
+}
+
+# The compiled fast path of the pipeline (native/, a Rust extension built with maturin).
+# Without Rust the gateway runs its Python steps only (and says so); CI requires it.
+setup_native() {
+  local stamp=.venv/.fjordgate-native want
+  want="$(cat native/Cargo.toml native/Cargo.lock native/pyproject.toml native/fjordgate_native.pyi native/src/*.rs | sha256sum | cut -d' ' -f1)"
+  if [[ -f $stamp && "$(cat "$stamp")" == "$want" ]] && .venv/bin/python -c 'import fjordgate_native' 2>/dev/null; then
+    return
+  fi
+  if ! command -v cargo >/dev/null && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  if ! command -v cargo >/dev/null; then
+    if [[ -n "${CI:-}" ]]; then
+      say "Rust (cargo) is not installed: CI needs the compiled pipeline (native/); install Rust with rustup"; exit 1
+    fi
+    say "Rust (cargo) is not installed: the gateway will run its Python steps only (slower); install Rust with rustup and run this again"
+    return
+  fi
+  say "building the compiled pipeline (native/) with cargo"
+  PATH="$root/.venv/bin:$PATH" .venv/bin/python -m pip install -q --no-build-isolation ./native
+  echo "$want" > "$stamp"
 }
 
 apt_install_missing() {

@@ -1,0 +1,336 @@
+"""The compiled fast path (native/, gateway/native.py) against the Python steps, its reference.
+
+Two pipelines over the same policy and keyring, one with the compiled core and
+one without, get the same events; every record must end the same: status, id,
+rejection, transformed fields, pseudonyms, detections, the message's topic,
+key, bytes and headers, and the audit record's canonical bytes. Each batch runs
+twice, so that the second pass meets memoised decisions, which is where the
+core takes over.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway import EventRecord, Topics, build_pipeline, native, pii_tools
+from gateway.pii import Keyring
+from gateway.pipeline import Pipeline
+from gateway.synthetic import TrafficGenerator, synthetic_fodselsnummer
+from policies import PolicyEngine, load_policy
+from tests.gateway.conftest import NORWAY_STRICT, STREAM
+
+if native.fjordgate_native is None:
+    if os.environ.get("CI"):
+        pytest.fail("the compiled module fjordgate_native is not installed (deploy/dev/setup.sh)")
+    pytest.skip("fjordgate_native is not built here", allow_module_level=True)
+
+fjordgate_native: Any = native.fjordgate_native
+KEYRING = Keyring.ephemeral()
+
+
+def _policy(tmp: Path | None = None, **changes: Any) -> Any:
+    data = yaml.safe_load(NORWAY_STRICT.read_text())
+    stream = data["streams"][STREAM]
+    for name, value in changes.items():
+        if name == "fields":
+            stream["fields"].update(value)
+        else:
+            stream[name] = value
+    if tmp is None:
+        return load_policy(NORWAY_STRICT)
+    path = tmp / "policy.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return load_policy(path)
+
+
+def _pair(policy: Any, source: str = "http") -> tuple[Pipeline, Pipeline]:
+    def build() -> Pipeline:
+        return build_pipeline(
+            policy,
+            PolicyEngine(policy),
+            STREAM,
+            pii_tools(KEYRING),
+            topics=Topics(),
+            destination="local://127.0.0.1/log",
+            source=source,
+        )
+
+    fast, reference = build(), build()
+    assert fast.native is not None, "the standard pipeline gets the compiled core"
+    reference.native = None
+    return fast, reference
+
+
+_CIPHERTEXT = re.compile(rb"enc1:[A-Za-z0-9_:-]+")
+
+
+def _outcome(record: EventRecord, compare_event: bool) -> tuple[Any, ...]:
+    message = record.message
+    rejected = record.rejected
+    return (
+        record.status,
+        record.event_id,
+        None if rejected is None else (rejected.code, rejected.message, rejected.field),
+        list(record.transformed),
+        record.pseudonyms,
+        record.detected,
+        None
+        if message is None
+        # Ciphertexts have a random nonce: compared as ciphertexts, not byte for byte.
+        else (
+            message.topic,
+            message.key,
+            _CIPHERTEXT.sub(b"enc1:*", message.value),
+            message.headers,
+            message.event_id,
+        ),
+        None if record.audit is None else orjson.dumps(record.audit, option=orjson.OPT_SORT_KEYS),
+        record.event if compare_event else None,
+    )
+
+
+def _run_both(
+    fast: Pipeline, reference: Pipeline, items: list[bytes | dict[str, Any]], passes: int = 2
+) -> int:
+    """Run `items` through both pipelines `passes` times; assert the records end alike.
+    Returns how many records of the last pass the core finished itself."""
+    finished = 0
+    for _ in range(passes):
+        outcomes = []
+        for pipeline in (fast, reference):
+            records = [
+                EventRecord(STREAM, i, raw=item)
+                if isinstance(item, bytes)
+                else EventRecord(STREAM, i, event=copy.deepcopy(item))
+                for i, item in enumerate(items)
+            ]
+            if pipeline is fast:
+                assert fast.native is not None
+                left = fast.native.run(records)
+                finished = len(records) - len(left)
+                fast.run_batch(left)
+            else:
+                pipeline.run_batch(records)
+            outcomes.append([_outcome(r, not isinstance(items[r.index], bytes)) for r in records])
+        for index, (got, want) in enumerate(zip(*outcomes, strict=True)):
+            assert got == want, f"item {index} differs: {items[index]!r}"
+    return finished
+
+
+def test_synthetic_traffic_ends_alike_and_the_core_takes_nearly_all_of_it() -> None:
+    fast, reference = _pair(_policy())
+    events = TrafficGenerator(seed=11).batch(600)
+    raws: list[bytes | dict[str, Any]] = [orjson.dumps(e) for e in events]
+    finished = _run_both(fast, reference, raws)
+    # Not vacuous: after the first pass every shape is memoised and the core finishes it.
+    assert finished == len(raws)
+    parsed: list[bytes | dict[str, Any]] = list(events)
+    assert _run_both(fast, reference, parsed) == len(parsed)
+    assert fast.native is not None and fast.native.plans()[0] >= 4
+
+
+# -- generated events: every kind of value in every field --------------------------------------
+
+_TEXT = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30
+) | st.sampled_from(
+    [
+        "Fart målt ved bomstasjon.",
+        'sitat "her" og \\ skråstrek',
+        "linje\nny\ttab\x01\x1f\x7f\u2028",
+        "ring +47 91234567 nå",
+        "e-post ola@example.no",
+    ]
+)
+_NUMBER = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([0, -0.0, 0.0001, 0.00001, 1e15, 1e16, 123456789012345.6, 30.0, 87.25]),
+)
+_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    _NUMBER,
+    _TEXT,
+    st.just({"nested": 1}),
+    st.just([1, 2]),
+)
+_TIME = st.one_of(
+    st.datetimes().map(lambda d: d.isoformat() + "Z"),
+    st.datetimes().map(lambda d: d.isoformat(timespec="milliseconds") + "+01:00"),
+    st.from_regex(
+        r"\A20[0-9]{2}-[0-1][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9](\.[0-9]{1,7})?(Z|[+-][0-2][0-9]:[0-5][0-9])?\Z"
+    ),
+    st.integers(min_value=0, max_value=2**45),
+    _VALUE,
+)
+_ID = st.one_of(
+    st.from_regex(r"\A[a-z0-9-]{1,12}\Z"),
+    st.integers(min_value=-5, max_value=10**20),
+    st.sampled_from(["", " ", "id\x00", "å-1", "x" * 201, "tab\tid"]),
+    _VALUE.filter(lambda v: v is not None),  # a missing id is assigned a random one
+)
+
+
+@st.composite
+def _event(draw: st.DrawFn) -> dict[str, Any]:
+    event = TrafficGenerator(seed=draw(st.integers(0, 5))).event(datetime(2026, 11, 25, 12, 0))
+    for name in ("region", "speed", "plate", "driver_id", "note"):
+        change = draw(st.sampled_from(["keep", "keep", "keep", "drop", "value"]))
+        if change == "drop":
+            event.pop(name, None)
+        elif change == "value":
+            event[name] = draw(_VALUE)
+    if draw(st.booleans()):
+        event["event_time"] = draw(_TIME)
+    if draw(st.integers(0, 3)) == 0:
+        event["event_id"] = draw(_ID)
+    if draw(st.integers(0, 4)) == 0:
+        event[draw(st.sampled_from(["extra", "note.more", "speed_kmh"]))] = draw(_VALUE)
+    if draw(st.integers(0, 4)) == 0:
+        event["note"] = f"Eier {synthetic_fodselsnummer(__import__('random').Random(1))} ringte"
+    return event
+
+
+def _raw(event: dict[str, Any], form: str) -> bytes:
+    """One event as a producer might write it."""
+    if form == "escaped":  # \u escapes, spaces, Python's float and exponent forms
+        return json.dumps(event, ensure_ascii=True).encode()
+    if form == "duplicate":  # the same name twice: the last value at the first place
+        body = orjson.dumps(event)
+        return body[:-1] + b',"region":"Oslo","speed":55}' if len(event) else body
+    return orjson.dumps(event)
+
+
+def _safe(event: dict[str, Any]) -> bool:
+    try:
+        orjson.dumps(event)
+    except orjson.JSONEncodeError:
+        return False  # integers beyond 64 bits: the producer could not have sent them
+    return True
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    events=st.lists(_event().filter(_safe), min_size=1, max_size=12),
+    form=st.sampled_from(["orjson", "escaped", "duplicate", "parsed"]),
+)
+def test_generated_events_end_alike_on_both_paths(events: list[dict[str, Any]], form: str) -> None:
+    fast, reference = _pair(_policy())
+    for i, event in enumerate(events):
+        event.setdefault("event_id", f"gen-{i}")
+    items: list[bytes | dict[str, Any]] = (
+        list(events) if form == "parsed" else [_raw(e, form) for e in events]
+    )
+    _run_both(fast, reference, items)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"undeclared_fields": "deny"},
+        {"fields": {"plate": {"pii": "vehicle_plate", "action": "redact", "type": "string"}}},
+        {"fields": {"speed": {"pii": "none", "action": "drop", "type": "number"}}},
+        {"fields": {"plate": {"pii": "vehicle_plate", "action": "encrypt", "type": "string"}}},
+        {"key": "driver_id"},
+        {"key": "speed"},
+        {
+            "fields": {
+                "note": {
+                    "pii": "free_text",
+                    "action": "allow",
+                    "type": "string",
+                    "scan": {"on_detected": "pseudonymise", "scope": "spans"},
+                }
+            }
+        },
+        {
+            "fields": {
+                "note": {
+                    "pii": "free_text",
+                    "action": "allow",
+                    "type": "string",
+                    "scan": {"on_detected": "redact", "scope": "field"},
+                }
+            }
+        },
+    ],
+    ids=lambda c: "-".join(f"{k}" for k in c) + ":" + orjson.dumps(c).decode()[:40],
+)
+def test_other_policies_end_alike(tmp_path: Path, changes: dict[str, Any]) -> None:
+    fast, reference = _pair(_policy(tmp_path, **changes))
+    events = TrafficGenerator(seed=5).batch(200)
+    events[3]["extra"] = "undeclared"
+    _run_both(fast, reference, [orjson.dumps(e) for e in events])
+    _run_both(fast, reference, list(events))
+
+
+def test_kafka_ingress_pipelines_end_alike_dead_letters_included() -> None:
+    fast, reference = _pair(_policy(), source="kafka")
+    events = TrafficGenerator(seed=3).batch(100)
+    events[7]["speed"] = "fast"  # rejected: a dead letter
+    events[9]["event_id"] = ""  # rejected: not an id
+    _run_both(fast, reference, [orjson.dumps(e) for e in events])
+
+
+# -- the core's JSON and time rules, each against what it stands for ---------------------------
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",))))
+def test_strings_are_written_as_orjson_writes_them(text: str) -> None:
+    assert fjordgate_native.json_str(text) == orjson.dumps(text)
+
+
+@given(st.from_regex(r"\A-?(0|[1-9][0-9]{0,19})(\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?\Z"))
+def test_a_number_token_it_takes_is_written_as_orjson_writes_the_number(token: str) -> None:
+    text = fjordgate_native.number_text(token)
+    if text is not None:
+        assert text.encode() == orjson.dumps(orjson.loads(token)), token
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_a_float_it_takes_is_written_as_orjson_writes_it(x: float) -> None:
+    text = fjordgate_native.float_text(x)
+    if text is not None:
+        assert text.encode() == orjson.dumps(x)
+
+
+def test_the_number_rules_take_the_common_forms() -> None:
+    # Not vacuous: the forms events carry are taken, not all left to the steps.
+    assert fjordgate_native.number_text("87.30") == "87.3"
+    assert fjordgate_native.number_text("-12") == "-12"
+    assert fjordgate_native.number_text("0.0001") == "0.0001"
+    assert fjordgate_native.number_text("1e5") is None
+    assert fjordgate_native.number_text("-0") is None
+    assert fjordgate_native.float_text(66.8) == "66.8"
+    assert fjordgate_native.float_text(30.0) == "30.0"
+
+
+@given(
+    st.from_regex(
+        r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,7})?(Z|[+-][0-9]{2}:[0-9]{2}|[+-][0-9]{4})?\Z"
+    )
+    | st.datetimes(timezones=st.timezones()).map(datetime.isoformat)
+)
+def test_an_event_time_it_takes_is_one_python_takes_with_a_zone(text: str) -> None:
+    if fjordgate_native.iso_with_zone(text):
+        assert datetime.fromisoformat(text).tzinfo is not None, text
+
+
+def test_the_time_rule_takes_the_common_forms() -> None:
+    assert fjordgate_native.iso_with_zone("2026-11-25T12:15:51.002Z")
+    assert fjordgate_native.iso_with_zone("2024-02-29T23:59:59+01:00")
+    assert not fjordgate_native.iso_with_zone("2023-02-29T23:59:59Z")
+    assert not fjordgate_native.iso_with_zone("2026-11-25T12:15:51")
