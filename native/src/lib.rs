@@ -26,9 +26,7 @@ use serde_json::value::RawValue;
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{
-    PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyList, PyInt, PyString, PyTuple,
-};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 const T_STR: u8 = 1;
 const T_INT: u8 = 2;
@@ -69,7 +67,11 @@ fn mask_of(name: &str) -> PyResult<u8> {
         "boolean" => T_BOOL,
         "object" => T_DICT,
         "array" => T_LIST,
-        other => return Err(PyValueError::new_err(format!("unknown field type {other:?}"))),
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown field type {other:?}"
+            )))
+        }
     })
 }
 
@@ -92,11 +94,13 @@ pub fn iso_with_zone(text: &[u8]) -> bool {
     if !digits(0..4) || text[4] != b'-' || text[7] != b'-' || text[10] != b'T' {
         return false;
     }
-    let year: u32 = text[0..4].iter().fold(0, |n, d| n * 10 + u32::from(d - b'0'));
+    let year: u32 = text[0..4]
+        .iter()
+        .fold(0, |n, d| n * 10 + u32::from(d - b'0'));
     let (Some(month), Some(day)) = (two_digits(&text[5..7]), two_digits(&text[8..10])) else {
         return false;
     };
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let leap = (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
     let days = match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
@@ -293,8 +297,12 @@ fn raw_val(token: &str) -> Option<Val<'_>> {
 /// A value of a parsed event (a JSON-array batch), if the core takes it.
 fn py_val(value: &Bound<'_, PyAny>) -> Option<Val<'static>> {
     match kind(value) {
-        T_STR => Some(Val::Str(Cow::Owned(value.downcast::<PyString>().ok()?.to_str().ok()?.to_owned()))),
-        T_INT => Some(Val::Int(Cow::Owned(value.extract::<i64>().ok()?.to_string()))),
+        T_STR => Some(Val::Str(Cow::Owned(
+            value.downcast::<PyString>().ok()?.to_str().ok()?.to_owned(),
+        ))),
+        T_INT => Some(Val::Int(Cow::Owned(
+            value.extract::<i64>().ok()?.to_string(),
+        ))),
         T_FLOAT => float_text(value.extract::<f64>().ok()?).map(|t| Val::Float(Cow::Owned(t))),
         T_BOOL => Some(Val::Bool(value.is_truthy().ok()?)),
         T_NONE => Some(Val::Null),
@@ -326,6 +334,10 @@ impl<'de> Deserialize<'de> for Members<'de> {
     }
 }
 
+/// A member of a flat event: name, value, and the value's Python object when the event
+/// came parsed (a JSON-array batch).
+type Field<'a, 'py> = (Cow<'a, str>, Val<'a>, Option<Bound<'py, PyAny>>);
+
 struct Check {
     path: String,
     mask: u8,
@@ -341,8 +353,14 @@ struct TagField {
 enum Op {
     Keep,
     Drop,
-    Pseudonymise { func: PyObject, cache: Option<Py<PyDict>> },
-    Redact { spans: bool, texts: Py<PyDict> },
+    Pseudonymise {
+        func: PyObject,
+        cache: Option<Py<PyDict>>,
+    },
+    Redact {
+        spans: bool,
+        texts: Py<PyDict>,
+    },
 }
 
 struct PlanItem {
@@ -358,6 +376,9 @@ struct Plan {
     items: Vec<PlanItem>,
     decision: PyObject,
     audit_base: Py<PyDict>,
+    // What the transform lists, the same for every event of the plan's shape (which
+    // fields are present and which hold findings are part of the shape): made once.
+    transformed: Option<Py<PyTuple>>,
 }
 
 /// What `one` leaves on the record once every check has passed.
@@ -366,7 +387,7 @@ struct Done<'py> {
     detected: Option<Bound<'py, PyDict>>,
     findings: Option<Bound<'py, PyDict>>,
     plan: usize,
-    transformed: Bound<'py, PyList>,
+    transformed: Bound<'py, PyTuple>,
     pseudonyms: Option<Bound<'py, PyDict>>,
     message: Bound<'py, PyAny>,
     audit: Bound<'py, PyDict>,
@@ -408,7 +429,9 @@ where
 {
     match cfg.get_item(name)? {
         Some(value) => value.extract(),
-        None => Err(PyValueError::new_err(format!("native core: {name:?} is missing"))),
+        None => Err(PyValueError::new_err(format!(
+            "native core: {name:?} is missing"
+        ))),
     }
 }
 
@@ -420,7 +443,11 @@ impl Core {
     fn new(cfg: &Bound<'_, PyDict>) -> PyResult<Self> {
         let mut checks = Vec::new();
         for (path, type_name, required) in item::<Vec<(String, String, bool)>>(cfg, "checks")? {
-            checks.push(Check { path, mask: mask_of(&type_name)?, required });
+            checks.push(Check {
+                path,
+                mask: mask_of(&type_name)?,
+                required,
+            });
         }
         let tags = item::<Vec<(Py<PyString>, Py<PyDict>, PyObject)>>(cfg, "tags")?
             .into_iter()
@@ -461,7 +488,10 @@ impl Core {
     /// Run the records it can; return those it left, untouched, for the Python steps.
     /// (A call while another thread's is under way, which a callback into Python allows,
     /// leaves it every record: the steps are the reference and always right.)
-    fn run<'py>(slf: &Bound<'py, Self>, records: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+    fn run<'py>(
+        slf: &Bound<'py, Self>,
+        records: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let py = slf.py();
         let Ok(mut core) = slf.try_borrow_mut() else {
             return PyList::new(py, records.try_iter()?.collect::<PyResult<Vec<_>>>()?);
@@ -495,7 +525,11 @@ impl Core {
 
 impl Core {
     /// Every check and every value of one record, without changing it; None: leave it.
-    fn one<'py>(&mut self, py: Python<'py>, record: &Bound<'py, PyAny>) -> PyResult<Option<Done<'py>>> {
+    fn one<'py>(
+        &mut self,
+        py: Python<'py>,
+        record: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Done<'py>>> {
         let event = record.getattr(intern!(py, "event"))?;
         if event.is_none() {
             let raw = record.getattr(intern!(py, "raw"))?;
@@ -510,7 +544,7 @@ impl Core {
                 let Some(val) = raw_val(value.get()) else {
                     return Ok(None);
                 };
-                fields.push((Cow::Borrowed(key), val));
+                fields.push((Cow::Borrowed(key), val, None));
             }
             return self.process(py, &fields);
         }
@@ -519,13 +553,18 @@ impl Core {
         };
         let mut fields = Vec::with_capacity(event.len());
         for (key, value) in event.iter() {
-            let Ok(key) = key.downcast_exact::<PyString>().map(|k| k.to_str().map(str::to_owned)) else {
+            let Ok(key) = key
+                .downcast_exact::<PyString>()
+                .map(|k| k.to_str().map(str::to_owned))
+            else {
                 return Ok(None);
             };
             let (Ok(key), Some(val)) = (key, py_val(&value)) else {
                 return Ok(None);
             };
-            fields.push((Cow::Owned(key), val));
+            // The string object itself too: its hash is kept for the cache lookups.
+            let original = matches!(val, Val::Str(_)).then_some(value);
+            fields.push((Cow::Owned(key), val, original));
         }
         let done = self.process(py, &fields)?;
         if done.is_some() {
@@ -535,20 +574,36 @@ impl Core {
         Ok(done)
     }
 
-    fn process<'py>(&mut self, py: Python<'py>, fields: &[(Cow<'_, str>, Val<'_>)]) -> PyResult<Option<Done<'py>>> {
+    fn process<'py>(
+        &mut self,
+        py: Python<'py>,
+        fields: &[Field<'_, 'py>],
+    ) -> PyResult<Option<Done<'py>>> {
         // Duplicate names: orjson keeps the last value at the first place; the steps do it.
-        for (i, (key, _)) in fields.iter().enumerate() {
-            if fields[..i].iter().any(|(k, _)| k == key) {
+        for (i, (key, _, _)) in fields.iter().enumerate() {
+            if fields[..i].iter().any(|(k, _, _)| k == key) {
                 return Ok(None);
             }
         }
-        let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        let get = |name: &str| fields.iter().find(|(k, _, _)| k == name).map(|(_, v, _)| v);
+        // A string value as a Python str: the event's own object when there is one.
+        let py_text = |name: &str, content: &str| -> Bound<'py, PyString> {
+            match fields
+                .iter()
+                .find(|(k, _, _)| k == name)
+                .and_then(|(_, _, o)| o.as_ref())
+            {
+                Some(original) => original.clone().downcast_into::<PyString>().expect("a str"),
+                None => PyString::new(py, content),
+            }
+        };
 
         // identify: a printable ASCII string id, 1 to id_max characters
         let Some(Val::Str(id)) = get(&self.id_text) else {
             return Ok(None);
         };
-        if id.is_empty() || id.len() > self.id_max || !id.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        if id.is_empty() || id.len() > self.id_max || !id.bytes().all(|b| (0x20..0x7f).contains(&b))
+        {
             return Ok(None);
         }
 
@@ -579,7 +634,10 @@ impl Core {
             }
         }
         if let Some(declared) = &self.declared {
-            if fields.iter().any(|(k, _)| *k != self.id_text && !declared.contains(k.as_ref())) {
+            if fields
+                .iter()
+                .any(|(k, _, _)| *k != self.id_text && !declared.contains(k.as_ref()))
+            {
                 return Ok(None);
             }
         }
@@ -587,16 +645,23 @@ impl Core {
         // tag: the scan caches of the tag step, shared
         let mut detected: Option<Bound<'py, PyDict>> = None;
         let mut findings: Option<Bound<'py, PyDict>> = None;
-        let mut found: Vec<(Bound<'py, PyString>, Bound<'py, PyTuple>, Bound<'py, PyString>)> = Vec::new();
+        let mut found: Vec<(
+            Bound<'py, PyString>,
+            Bound<'py, PyTuple>,
+            Bound<'py, PyString>,
+        )> = Vec::new();
         let mut texts: Vec<(&str, Bound<'py, PyString>)> = Vec::new();
         let nothing = self.nothing.bind(py);
         for tag in &self.tags {
             let path = tag.path.bind(py);
-            let Some(Val::Str(content)) = get(path.to_str()?) else { continue };
+            let name = path.to_str()?;
+            let Some(Val::Str(content)) = get(name) else {
+                continue;
+            };
             if content.is_empty() {
                 continue;
             }
-            let text = PyString::new(py, content);
+            let text = py_text(name, content);
             let cache = tag.cache.bind(py);
             let scanned = match cache.get_item(&text)? {
                 Some(scanned) => scanned,
@@ -605,7 +670,9 @@ impl Core {
                         return Ok(None);
                     };
                     if cache.len() >= self.cache_size {
-                        self.forget_oldest.bind(py).call1((cache, self.cache_size))?;
+                        self.forget_oldest
+                            .bind(py)
+                            .call1((cache, self.cache_size))?;
                     }
                     cache.set_item(&text, &scanned)?;
                     scanned
@@ -616,15 +683,22 @@ impl Core {
                 continue;
             }
             let pair = scanned.downcast_into::<PyTuple>()?;
-            let (list, types) = (pair.get_item(0)?, pair.get_item(1)?.downcast_into::<PyTuple>()?);
-            findings.get_or_insert_with(|| PyDict::new(py)).set_item(path, &list)?;
-            detected.get_or_insert_with(|| PyDict::new(py)).set_item(path, types.to_list())?;
+            let (list, types) = (
+                pair.get_item(0)?,
+                pair.get_item(1)?.downcast_into::<PyTuple>()?,
+            );
+            findings
+                .get_or_insert_with(|| PyDict::new(py))
+                .set_item(path, &list)?;
+            detected
+                .get_or_insert_with(|| PyDict::new(py))
+                .set_item(path, types.to_list())?;
             found.push((path.clone(), types, text));
         }
 
         // decide: the plan of this shape's memoised decision, else leave it to the steps
         let mut shape_key = Vec::with_capacity(128);
-        for (key, val) in fields {
+        for (key, val, _) in fields {
             if *key != self.id_text {
                 shape_key.extend_from_slice(key.as_bytes());
                 shape_key.push(0xff); // never in UTF-8
@@ -659,32 +733,37 @@ impl Core {
         };
 
         // transform, and the minimised event written as orjson writes it
+        let collect = plan_ref.transformed.is_none(); // the list is made for the first event
         let transformed = PyList::empty(py);
         let mut pseudonyms: Option<Bound<'py, PyDict>> = None;
         let mut out = Vec::with_capacity(512);
         let mut key: Option<Vec<u8>> = None;
         out.push(b'{');
         for step in &plan_ref.items {
-            let Some(value) = get(&step.path_text) else { continue };
+            let Some(value) = get(&step.path_text) else {
+                continue;
+            };
             let path = step.path.bind(py);
             let written: Option<Bound<'py, PyString>> = match &step.op {
                 Op::Keep => {
                     if let Some(f) = &findings {
-                        if f.contains(path)? {
+                        if collect && f.contains(path)? {
                             transformed.append(&step.change)?;
                         }
                     }
                     None
                 }
                 Op::Drop => {
-                    transformed.append(&step.change)?;
+                    if collect {
+                        transformed.append(&step.change)?;
+                    }
                     continue;
                 }
                 Op::Pseudonymise { func, cache } => {
                     let Val::Str(content) = value else {
                         return Ok(None);
                     };
-                    let text = PyString::new(py, content);
+                    let text = py_text(&step.path_text, content);
                     // The pseudonymiser's own cache, read only: on a miss it hashes and keeps.
                     let cached = match cache {
                         Some(cache) => cache.bind(py).get_item(&text)?,
@@ -700,11 +779,18 @@ impl Core {
                     let Ok(token) = token.downcast_into_exact::<PyString>() else {
                         return Ok(None);
                     };
-                    pseudonyms.get_or_insert_with(|| PyDict::new(py)).set_item(path, &token)?;
-                    transformed.append(&step.change)?;
+                    pseudonyms
+                        .get_or_insert_with(|| PyDict::new(py))
+                        .set_item(path, &token)?;
+                    if collect {
+                        transformed.append(&step.change)?;
+                    }
                     Some(token)
                 }
-                Op::Redact { spans, texts: redacted } => {
+                Op::Redact {
+                    spans,
+                    texts: redacted,
+                } => {
                     let Val::Str(content) = value else {
                         return Ok(None);
                     };
@@ -722,11 +808,14 @@ impl Core {
                             match redacted.get_item(&text)? {
                                 Some(known) if known.get_item(0)?.is(&list) => known.get_item(1)?,
                                 _ => {
-                                    let Ok(result) = self.redactor.bind(py).call1((&text, &list)) else {
+                                    let Ok(result) = self.redactor.bind(py).call1((&text, &list))
+                                    else {
                                         return Ok(None);
                                     };
                                     if redacted.len() >= self.cache_size {
-                                        self.forget_oldest.bind(py).call1((redacted, self.cache_size))?;
+                                        self.forget_oldest
+                                            .bind(py)
+                                            .call1((redacted, self.cache_size))?;
                                     }
                                     redacted.set_item(&text, (&list, &result))?;
                                     result
@@ -741,7 +830,9 @@ impl Core {
                     let Ok(result) = result.downcast_into_exact::<PyString>() else {
                         return Ok(None);
                     };
-                    transformed.append(&step.change)?;
+                    if collect {
+                        transformed.append(&step.change)?;
+                    }
                     Some(result)
                 }
             };
@@ -791,7 +882,10 @@ impl Core {
             [
                 PyTuple::new(
                     py,
-                    [self.event_id_header.bind(py).clone(), PyBytes::new(py, id.as_bytes()).into_any()],
+                    [
+                        self.event_id_header.bind(py).clone(),
+                        PyBytes::new(py, id.as_bytes()).into_any(),
+                    ],
                 )?
                 .into_any(),
                 self.policy_header.bind(py).clone(),
@@ -812,7 +906,26 @@ impl Core {
         if let Some(p) = &pseudonyms {
             audit.set_item(intern!(py, "pseudonyms"), p)?;
         }
-        Ok(Some(Done { event_id, detected, findings, plan, transformed, pseudonyms, message, audit }))
+        let transformed = match &plan_ref.transformed {
+            Some(shared) => shared.bind(py).clone(),
+            None => {
+                let shared = transformed.to_tuple();
+                if let Some(p) = self.plans[plan].as_mut() {
+                    p.transformed = Some(shared.clone().unbind());
+                }
+                shared
+            }
+        };
+        Ok(Some(Done {
+            event_id,
+            detected,
+            findings,
+            plan,
+            transformed,
+            pseudonyms,
+            message,
+            audit,
+        }))
     }
 
     /// The memoised decision of a shape the core has not seen (the decide step's own
@@ -820,12 +933,12 @@ impl Core {
     fn find_plan(
         &self,
         py: Python<'_>,
-        fields: &[(Cow<'_, str>, Val<'_>)],
+        fields: &[Field<'_, '_>],
         found: &[(Bound<'_, PyString>, Bound<'_, PyTuple>, Bound<'_, PyString>)],
     ) -> PyResult<Option<Option<Plan>>> {
         let mut keys = Vec::with_capacity(fields.len());
         let mut kinds = Vec::with_capacity(fields.len());
-        for (key, val) in fields {
+        for (key, val, _) in fields {
             if *key != self.id_text {
                 keys.push(PyString::new(py, key));
                 let index = match val {
@@ -838,7 +951,10 @@ impl Core {
                 kinds.push(self.kinds[index].bind(py).clone());
             }
         }
-        let mut parts = vec![PyTuple::new(py, keys)?.into_any(), PyTuple::new(py, kinds)?.into_any()];
+        let mut parts = vec![
+            PyTuple::new(py, keys)?.into_any(),
+            PyTuple::new(py, kinds)?.into_any(),
+        ];
         if !found.is_empty() {
             parts.push(PyTuple::new(py, found.iter().map(|f| f.0.clone()))?.into_any());
             parts.push(PyTuple::new(py, found.iter().map(|f| f.1.clone()))?.into_any());
@@ -851,7 +967,12 @@ impl Core {
         if compiled.is_none() {
             return Ok(None);
         }
-        type Compiled = (bool, Vec<(Py<PyString>, PyObject, String, Vec<u8>, PyObject, PyObject)>, PyObject, Option<Py<PyDict>>);
+        type Compiled = (
+            bool,
+            Vec<(Py<PyString>, PyObject, String, Vec<u8>, PyObject, PyObject)>,
+            PyObject,
+            Option<Py<PyDict>>,
+        );
         let (supported, items, decision, audit_base): Compiled = compiled.extract()?;
         let Some(audit_base) = audit_base.filter(|_| supported) else {
             return Ok(Some(None));
@@ -861,17 +982,44 @@ impl Core {
             let op = match op_name.as_str() {
                 "keep" => Op::Keep,
                 "drop" => Op::Drop,
-                "pseudonymise" => Op::Pseudonymise { func: a, cache: b.extract(py)? },
-                "redact" => Op::Redact { spans: a.extract(py)?, texts: b.extract(py)? },
-                other => return Err(PyValueError::new_err(format!("native core: unknown op {other:?}"))),
+                "pseudonymise" => Op::Pseudonymise {
+                    func: a,
+                    cache: b.extract(py)?,
+                },
+                "redact" => Op::Redact {
+                    spans: a.extract(py)?,
+                    texts: b.extract(py)?,
+                },
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "native core: unknown op {other:?}"
+                    )))
+                }
             };
             let path_text = path.bind(py).to_str()?.to_owned();
-            plan_items.push(PlanItem { path, path_text, key_json, change, op });
+            plan_items.push(PlanItem {
+                path,
+                path_text,
+                key_json,
+                change,
+                op,
+            });
         }
-        Ok(Some(Some(Plan { entry: entry.unbind(), items: plan_items, decision, audit_base })))
+        Ok(Some(Some(Plan {
+            entry: entry.unbind(),
+            items: plan_items,
+            decision,
+            audit_base,
+            transformed: None,
+        })))
     }
 
-    fn commit<'py>(&self, py: Python<'py>, record: &Bound<'py, PyAny>, done: Done<'py>) -> PyResult<()> {
+    fn commit<'py>(
+        &self,
+        py: Python<'py>,
+        record: &Bound<'py, PyAny>,
+        done: Done<'py>,
+    ) -> PyResult<()> {
         let plan = self.plans[done.plan].as_ref().expect("a compiled plan");
         record.setattr(intern!(py, "event_id"), done.event_id)?;
         if let Some(d) = done.detected {
