@@ -118,9 +118,9 @@ class KafkaPublisher:
             # Messages go out when the transaction commits (a commit flushes at once,
             # whatever the linger), in few large requests. With 2 ms they went out in many
             # small ones while a group was produced: under bench/gateway's load the broker
-            # spent 50-73 µs of CPU per event, 17-44 µs with 50 ms (one lane), and the
-            # gateway took 1.25x the events/s. A bare transactional producer, 500 messages
-            # per transaction: 29-47 µs per event with 2 ms, 20 µs with 20 ms.
+            # spent 50-73 µs of CPU per event, 17-44 µs with 50 ms, and the gateway took
+            # 1.08-1.13x the events/s (two lanes). A bare transactional producer, 500
+            # messages per transaction: 29-47 µs per event with 2 ms, 20 µs with 20 ms.
             "linger.ms": 50,
             "message.timeout.ms": timeout_ms,
             "transaction.timeout.ms": max(timeout_ms * 3, 30_000),
