@@ -1047,7 +1047,7 @@ fn py_iso_with_zone(text: &str) -> bool {
     iso_with_zone(text.as_bytes())
 }
 
-/// A float token as the core writes it (None: the steps take the event), for the tests.
+/// A number token as the core writes it (None: the steps take the event), for the tests.
 #[pyfunction]
 #[pyo3(name = "number_text")]
 fn py_number_text(token: &str) -> Option<String> {
