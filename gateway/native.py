@@ -112,12 +112,11 @@ def attach(stream: Any, steps: Sequence[Step]) -> NativeCore | None:
     if any(type(step) not in allowed for step in steps) or any(t not in by_type for t in standard):
         return None
     identify = by_type[Identify]
-    validate = by_type[Validate]
     decide = by_type[Decide]
     transform = by_type[Transform]
     publish = by_type[Publish]
     tag = by_type.get(Tag)
-    assert isinstance(identify, Identify) and isinstance(validate, Validate)
+    assert isinstance(identify, Identify)
     assert isinstance(decide, Decide) and isinstance(transform, Transform)
     assert isinstance(publish, Publish)
     assert tag is None or isinstance(tag, Tag)

@@ -585,17 +585,21 @@ impl Core {
                 return Ok(None);
             }
         }
-        let get = |name: &str| fields.iter().find(|(k, _, _)| k == name).map(|(_, v, _)| v);
-        // A string value as a Python str: the event's own object when there is one.
-        let py_text = |name: &str, content: &str| -> Bound<'py, PyString> {
-            match fields
-                .iter()
-                .find(|(k, _, _)| k == name)
-                .and_then(|(_, _, o)| o.as_ref())
-            {
-                Some(original) => original.clone().downcast_into::<PyString>().expect("a str"),
-                None => PyString::new(py, content),
-            }
+        let find = |name: &str| fields.iter().position(|(k, _, _)| k == name);
+        let get = |name: &str| find(name).map(|i| &fields[i].1);
+        // Per field, its string value as a Python str: the event's own object when it
+        // came parsed, else made at the first need (tag, pseudonymise, redact share it).
+        let mut strs: Vec<Option<Bound<'py, PyString>>> = fields
+            .iter()
+            .map(|(_, _, o)| {
+                o.as_ref()
+                    .and_then(|o| o.downcast::<PyString>().ok().cloned())
+            })
+            .collect();
+        let mut py_str = |i: usize, content: &str| -> Bound<'py, PyString> {
+            strs[i]
+                .get_or_insert_with(|| PyString::new(py, content))
+                .clone()
         };
 
         // identify: a printable ASCII string id, 1 to id_max characters
@@ -645,23 +649,20 @@ impl Core {
         // tag: the scan caches of the tag step, shared
         let mut detected: Option<Bound<'py, PyDict>> = None;
         let mut findings: Option<Bound<'py, PyDict>> = None;
-        let mut found: Vec<(
-            Bound<'py, PyString>,
-            Bound<'py, PyTuple>,
-            Bound<'py, PyString>,
-        )> = Vec::new();
-        let mut texts: Vec<(&str, Bound<'py, PyString>)> = Vec::new();
+        let mut found: Vec<(Bound<'py, PyString>, Bound<'py, PyTuple>)> = Vec::new();
         let nothing = self.nothing.bind(py);
         for tag in &self.tags {
             let path = tag.path.bind(py);
-            let name = path.to_str()?;
-            let Some(Val::Str(content)) = get(name) else {
+            let Some(i) = find(path.to_str()?) else {
+                continue;
+            };
+            let Val::Str(content) = &fields[i].1 else {
                 continue;
             };
             if content.is_empty() {
                 continue;
             }
-            let text = py_text(name, content);
+            let text = py_str(i, content);
             let cache = tag.cache.bind(py);
             let scanned = match cache.get_item(&text)? {
                 Some(scanned) => scanned,
@@ -669,16 +670,10 @@ impl Core {
                     let Ok(scanned) = tag.scan.bind(py).call1((&text,)) else {
                         return Ok(None);
                     };
-                    if cache.len() >= self.cache_size {
-                        self.forget_oldest
-                            .bind(py)
-                            .call1((cache, self.cache_size))?;
-                    }
-                    cache.set_item(&text, &scanned)?;
+                    self.remember(py, cache, &text, &scanned)?;
                     scanned
                 }
             };
-            texts.push((path.to_str()?, text.clone()));
             if scanned.is(nothing) {
                 continue;
             }
@@ -693,7 +688,7 @@ impl Core {
             detected
                 .get_or_insert_with(|| PyDict::new(py))
                 .set_item(path, types.to_list())?;
-            found.push((path.clone(), types, text));
+            found.push((path.clone(), types));
         }
 
         // decide: the plan of this shape's memoised decision, else leave it to the steps
@@ -705,7 +700,7 @@ impl Core {
                 shape_key.push(val.kind());
             }
         }
-        for (path, types, _) in &found {
+        for (path, types) in &found {
             shape_key.push(0xfe);
             shape_key.extend_from_slice(path.to_str()?.as_bytes());
             for t in types.iter() {
@@ -740,9 +735,10 @@ impl Core {
         let mut key: Option<Vec<u8>> = None;
         out.push(b'{');
         for step in &plan_ref.items {
-            let Some(value) = get(&step.path_text) else {
+            let Some(i) = find(&step.path_text) else {
                 continue;
             };
+            let value = &fields[i].1;
             let path = step.path.bind(py);
             let written: Option<Bound<'py, PyString>> = match &step.op {
                 Op::Keep => {
@@ -763,7 +759,7 @@ impl Core {
                     let Val::Str(content) = value else {
                         return Ok(None);
                     };
-                    let text = py_text(&step.path_text, content);
+                    let text = py_str(i, content);
                     // The pseudonymiser's own cache, read only: on a miss it hashes and keeps.
                     let cached = match cache {
                         Some(cache) => cache.bind(py).get_item(&text)?,
@@ -798,12 +794,9 @@ impl Core {
                         Some(f) => f.get_item(path)?,
                         None => None,
                     };
+                    let text = py_str(i, content);
                     let result = match list {
                         Some(list) if *spans && list.is_truthy()? => {
-                            let text = match texts.iter().find(|(p, _)| *p == step.path_text) {
-                                Some((_, text)) => text.clone(),
-                                None => PyString::new(py, content),
-                            };
                             let redacted = redacted.bind(py);
                             match redacted.get_item(&text)? {
                                 Some(known) if known.get_item(0)?.is(&list) => known.get_item(1)?,
@@ -812,17 +805,13 @@ impl Core {
                                     else {
                                         return Ok(None);
                                     };
-                                    if redacted.len() >= self.cache_size {
-                                        self.forget_oldest
-                                            .bind(py)
-                                            .call1((redacted, self.cache_size))?;
-                                    }
-                                    redacted.set_item(&text, (&list, &result))?;
+                                    let entry = PyTuple::new(py, [&list, &result])?;
+                                    self.remember(py, redacted, &text, entry.as_any())?;
                                     result
                                 }
                             }
                         }
-                        _ => match self.redactor.bind(py).call1((PyString::new(py, content),)) {
+                        _ => match self.redactor.bind(py).call1((&text,)) {
                             Ok(result) => result,
                             Err(_) => return Ok(None),
                         },
@@ -934,7 +923,7 @@ impl Core {
         &self,
         py: Python<'_>,
         fields: &[Field<'_, '_>],
-        found: &[(Bound<'_, PyString>, Bound<'_, PyTuple>, Bound<'_, PyString>)],
+        found: &[(Bound<'_, PyString>, Bound<'_, PyTuple>)],
     ) -> PyResult<Option<Option<Plan>>> {
         let mut keys = Vec::with_capacity(fields.len());
         let mut kinds = Vec::with_capacity(fields.len());
@@ -1012,6 +1001,23 @@ impl Core {
             audit_base,
             transformed: None,
         })))
+    }
+
+    /// Keep `value` under `key` in one of the steps' bounded caches, forgetting its oldest
+    /// quarter first when it is full, as the steps do (`steps._forget_oldest`).
+    fn remember<'py>(
+        &self,
+        py: Python<'py>,
+        cache: &Bound<'py, PyDict>,
+        key: &Bound<'py, PyString>,
+        value: &Bound<'py, PyAny>,
+    ) -> PyResult<()> {
+        if cache.len() >= self.cache_size {
+            self.forget_oldest
+                .bind(py)
+                .call1((cache, self.cache_size))?;
+        }
+        cache.set_item(key, value)
     }
 
     fn commit<'py>(
