@@ -18,7 +18,7 @@ import uvicorn
 from gateway.errors import GatewayError
 
 
-def tune_gc(gen0_threshold: int = 10_000) -> None:
+def tune_gc(gen0_threshold: int = 100_000) -> None:
     """Tune the cyclic garbage collector for serving, once start-up is done.
 
     Every event allocates a few dicts that live until its batch is answered; with
@@ -28,6 +28,15 @@ def tune_gc(gen0_threshold: int = 10_000) -> None:
     run less often; the objects of a batch are freed by reference counting anyway.
     Measured on the pipeline benchmark: a third less time per event. The same
     advice as CPython's `gc.freeze` documentation gives for pre-fork servers.
+
+    The threshold is 100,000 allocations. Under load a batch's records wait
+    for their group commit, so at 10,000 most young objects were still alive
+    at each collection. The collector then walked them again and promoted
+    them, and perf put 12% of the served gateway's CPU in it. With 100,000
+    most have been freed before it runs. Back to back under the same load
+    (16 clients, warm broker), the gateway took 18,100-19,300 events/s at
+    46-51 µs of its own CPU per event, against 13,800-16,800 at 52-63 µs.
+    A threshold of 1,000,000 measured no better.
     """
     gc.collect()
     gc.freeze()
