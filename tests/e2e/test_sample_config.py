@@ -12,11 +12,13 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from pydantic import BaseModel
 
 import processor.config
 from gateway.config import GatewayConfig
+from gateway.errors import ConfigError
 from policies import load_policy
 from policies.egress import evaluate_egress
 from policies.location.doctor import load_doctor_config
@@ -61,6 +63,16 @@ def test_gateway_config_loads_and_lists_every_option() -> None:
     assert config.audit.signing_key.parent == ETC / "secrets"
     assert config.audit.directory.is_relative_to("/var/lib/fjordgate/audit")
     assert config.api_keys == [], "no sample key may ever be accepted"
+
+
+def test_an_http_server_the_gateway_does_not_run_is_refused_by_name(tmp_path: Path) -> None:
+    # `server: granian` was accepted once, and `serve` ran uvicorn anyway.
+    raw = yaml.safe_load((CONFIG / "gateway.yaml").read_text(encoding="utf-8"))
+    raw["http"]["server"] = "granian"
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"http\.server: Input should be 'uvicorn'"):
+        GatewayConfig.load(path)
 
 
 def test_processor_config_loads_and_sets_every_flink_key() -> None:
