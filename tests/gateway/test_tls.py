@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import ssl
 from pathlib import Path
 
 import httpx
@@ -56,7 +57,7 @@ def test_the_gateway_serves_https_with_the_configured_certificate(
     server = ServerThread(local_gateway.gateway.app, tls_cert=cert, tls_key=key).start()
     try:
         assert server.url.startswith("https://")
-        with httpx.Client(verify=str(cert)) as client:
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(cert))) as client:
             response = client.post(
                 f"{server.url}/v1/streams/{STREAM}/events",
                 json=TrafficGenerator(seed=61).batch(2),
