@@ -11,8 +11,10 @@ Run: .venv/bin/python -m bench.gateway [--quick]
    Starlette under uvicorn: events/s of 500-event batches.
 3. end to end, Kafka: `fjordgate gateway serve` (HTTP batch → audit fsync →
    Kafka transaction) events/s against a raw confluent-kafka producer sending
-   the same bytes to the same broker (goal ≥ 0.5×), and p50/p99 latency at a
-   fixed rate.
+   the same bytes to the same broker (goal ≥ 0.5×), and against a bare
+   transactional producer sending the gateway's messages in transactions of
+   the gateway's mean size (the ceiling of the transactional design); the
+   gateway's and the broker's CPU per event; p50/p99 latency at a fixed rate.
 
 Writes bench/results/gateway.md.
 """
