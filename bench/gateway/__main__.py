@@ -63,29 +63,32 @@ def _table(title: str, header: list[str], rows: list[list[str]]) -> str:
 # -- 1. pipeline ------------------------------------------------------------------------------
 
 
-def bench_pipeline(count: int, runs: int) -> str:
-    import gc
-
-    from gateway import EventRecord, Topics, build_pipeline, pii_tools
+def _shipped_pipeline() -> Any:
+    """The pipeline of the bench stream under the shipped Norway policy, with a fresh key."""
+    from gateway import Topics, build_pipeline, pii_tools
     from gateway.demo import norway_strict_pack
     from gateway.pii import Keyring
-    from gateway.server import tune_gc
     from policies import PolicyEngine, load_policy
 
     policy = load_policy(norway_strict_pack())
+    return build_pipeline(
+        policy,
+        PolicyEngine(policy),
+        STREAM,
+        pii_tools(Keyring.ephemeral()),
+        topics=Topics(),
+        destination="local://127.0.0.1/log",
+    )
 
-    def build() -> Any:
-        return build_pipeline(
-            policy,
-            PolicyEngine(policy),
-            STREAM,
-            pii_tools(Keyring.ephemeral()),
-            topics=Topics(),
-            destination="local://127.0.0.1/log",
-        )
 
-    pipeline = build()  # as the gateway runs it: the compiled core, the steps for the rest
-    python_only = build()
+def bench_pipeline(count: int, runs: int) -> str:
+    import gc
+
+    from gateway import EventRecord
+    from gateway.server import tune_gc
+
+    pipeline = _shipped_pipeline()  # as the gateway runs it: the compiled core, then the steps
+    python_only = _shipped_pipeline()
     python_only.native = None
     # Fresh events for every run (seeds 1, 2, ...), the floor and the pipelines on the same
     # ones: run again over the same events, the pipeline's caches would find every unique
@@ -424,20 +427,9 @@ def transactional_producer(
 
 def _gateway_messages(count: int, seed: int) -> list[Any]:
     """The messages the gateway publishes for `count` generated events (run in-process)."""
-    from gateway import EventRecord, Topics, build_pipeline, pii_tools
-    from gateway.demo import norway_strict_pack
-    from gateway.pii import Keyring
-    from policies import PolicyEngine, load_policy
+    from gateway import EventRecord
 
-    policy = load_policy(norway_strict_pack())
-    pipeline = build_pipeline(
-        policy,
-        PolicyEngine(policy),
-        STREAM,
-        pii_tools(Keyring.ephemeral()),
-        topics=Topics(),
-        destination="local://127.0.0.1/log",
-    )
+    pipeline = _shipped_pipeline()
     records = [EventRecord(STREAM, i, orjson.dumps(e)) for i, e in enumerate(_events(count, seed))]
     pipeline.run_batch(records)
     return [r.message for r in records if r.message is not None]
