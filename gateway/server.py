@@ -31,12 +31,13 @@ def tune_gc(gen0_threshold: int = 100_000) -> None:
 
     The threshold is 100,000 allocations. Under load a batch's records wait
     for their group commit, so at 10,000 most young objects were still alive
-    at each collection. The collector then walked them again and promoted
-    them, and perf put 12% of the served gateway's CPU in it. With 100,000
-    most have been freed before it runs. Back to back under the same load
-    (16 clients, warm broker), the gateway took 18,100-19,300 events/s at
-    46-51 µs of its own CPU per event, against 13,800-16,800 at 52-63 µs.
-    A threshold of 1,000,000 measured no better.
+    at each collection. The collector walked them again and promoted them:
+    perf put 5% (4 clients) to 12% (16 clients) of the served gateway's CPU
+    in it. At 100,000 most have been freed before it runs, and it fell to
+    0.3%. Events/s and latency did not measurably change: in runs alternating
+    the two thresholds on one broker, the machine's drift between runs (up to
+    1.5x) was larger than any difference, and whichever ran second in a pair
+    had the lower latency.
     """
     gc.collect()
     gc.freeze()
