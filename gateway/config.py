@@ -32,8 +32,8 @@ class HttpConfig(_Model):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_events_per_batch: int = Field(default=10_000, ge=1)
     # uvicorn only. The option offered granian too, and `serve` ignored it. Measured end to
-    # end (bench/gateway's Kafka run, 4 clients, two rounds back to back): granian's embedded
-    # server took 0.90-0.97x uvicorn's events/s at 58-63 against 53-55 us of CPU per event.
+    # end (bench/gateway's Kafka run, 4 clients, two pairs of runs): granian's embedded server
+    # took 0.90-0.97x uvicorn's events/s, no gain worth a second server to support.
     server: Literal["uvicorn"] = "uvicorn"
 
 

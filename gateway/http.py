@@ -13,8 +13,8 @@ The pipeline and the two fsyncs per group commit dominate, not the HTTP
 layer. Plain ASGI keeps the hot path free of a framework's request objects at
 no cost in code, and uvicorn runs in-process in a thread, which the embedded
 demo needs; granian would add a dependency for no measured gain. End to end
-with Kafka (`gateway serve`, two rounds back to back), granian's embedded
-server took 0.90-0.97x uvicorn's events/s, at more CPU per event.
+with Kafka (`gateway serve`, two pairs of runs), granian's embedded server
+took 0.90-0.97x uvicorn's events/s: no gain either.
 """
 
 from __future__ import annotations
