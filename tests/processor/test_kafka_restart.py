@@ -52,6 +52,29 @@ def end_markers(events: list[dict[str, Any]], partitions: int) -> list[tuple[int
     ]
 
 
+def stored_disorder_ms(bootstrap: str, topic: str, partitions: int, count: int) -> int:
+    """How far back in event time any stored event is from its partition's maximum."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": "order-check"})
+    reader.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    high: dict[int, int] = {}
+    worst = seen = idle = 0
+    while seen < count and idle < 30:
+        batch = reader.consume(1_000, 1.0)
+        idle = 0 if batch else idle + 1
+        for m in batch:
+            assert m.error() is None, m.error()
+            t = int(orjson.loads(m.value() or b"null")["event_time"])
+            p = m.partition()
+            worst = max(worst, high.get(p, t) - t)
+            high[p] = max(high.get(p, t), t)
+            seen += 1
+    reader.close()
+    assert seen == count, f"read {seen} of {count} stored events"
+    return worst
+
+
 @pytest.mark.kafka
 @pytest.mark.postgres
 def test_kafka_restarted_mid_run_still_gives_the_exact_table(
@@ -64,7 +87,12 @@ def test_kafka_restarted_mid_run_still_gives_the_exact_table(
     first, second = events[:20_000], events[20_000:]
 
     def produce(batch: list[dict[str, Any]], markers: bool) -> None:
-        producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 20})
+        # Idempotent, so a batch retried across the broker's restart cannot land after
+        # later ones: without it librdkafka may reorder on retry, and the exact table
+        # below would then be wrong by design (those events are too late).
+        producer = Producer(
+            {"bootstrap.servers": kafka_bootstrap, "linger.ms": 20, "enable.idempotence": True}
+        )
         for e in batch:
             producer.produce(kafka_topic, key=str(e["region"]).encode(), value=orjson.dumps(e))
             producer.poll(0)
@@ -103,6 +131,9 @@ def test_kafka_restarted_mid_run_still_gives_the_exact_table(
     loader.start()
     loader.join()
 
+    # The input as stored must be in order within the 5 s bound, else a late event
+    # would be the test's own doing, not the processor's.
+    assert stored_disorder_ms(kafka_bootstrap, kafka_topic, 3, len(events) + 3) < 5_000
     expected = reference(events)
 
     def rows() -> dict[tuple[int, str], float]:
