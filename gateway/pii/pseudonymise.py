@@ -39,7 +39,7 @@ class Pseudonymiser:
     pseudonymiser lives, as the key itself does.
     """
 
-    __slots__ = ("_cache", "_cache_size", "_inner", "_key_id", "_outer", "_prefix")
+    __slots__ = ("_cache", "_cache_size", "_inner", "_key", "_key_id", "_outer", "_prefix")
 
     def __init__(
         self,
@@ -49,7 +49,7 @@ class Pseudonymiser:
         cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
         self._key_id = key_id or keyring.active_id
-        key = keyring.subkey(self._key_id, _PURPOSE)
+        key = self._key = keyring.subkey(self._key_id, _PURPOSE)
         if len(key) > _BLOCK:
             key = hashlib.sha256(key).digest()
         key = key.ljust(_BLOCK, b"\0")
@@ -82,6 +82,11 @@ class Pseudonymiser:
                     del cache[old]
             cache[value] = token
         return token
+
+    def hmac_key_and_prefix(self) -> tuple[bytes, str]:
+        """The HMAC key and the pseudonyms' prefix, for the gateway's compiled core,
+        which computes the same pseudonyms (gateway/native.py). Never log them."""
+        return self._key, self._prefix
 
     def pseudonymise_identifier(self, value: str, pii_type: str) -> str:
         """The pseudonym of an identifier in its canonical form, so that the written

@@ -20,8 +20,12 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
 use serde::de::{Deserialize, MapAccess, Visitor};
 use serde_json::value::RawValue;
+use sha2::Sha256;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
@@ -356,6 +360,13 @@ enum Op {
     Pseudonymise {
         func: PyObject,
         cache: Option<Py<PyDict>>,
+    },
+    /// A `Pseudonymiser`'s own pseudonym (`prefix` + unpadded base64url HMAC-SHA-256 of
+    /// the value's UTF-8), computed here: 2.0 µs per new value in Python against
+    /// about 0.3 µs here (bench/gateway, fresh events carry a new driver and plate).
+    Hmac {
+        mac: Hmac<Sha256>,
+        prefix: String,
     },
     Redact {
         spans: bool,
@@ -783,6 +794,24 @@ impl Core {
                     }
                     Some(token)
                 }
+                Op::Hmac { mac, prefix } => {
+                    let Val::Str(content) = value else {
+                        return Ok(None);
+                    };
+                    let mut mac = mac.clone();
+                    mac.update(content.as_bytes());
+                    let mut token = String::with_capacity(prefix.len() + 43);
+                    token.push_str(prefix);
+                    URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut token);
+                    let token = PyString::new(py, &token);
+                    pseudonyms
+                        .get_or_insert_with(|| PyDict::new(py))
+                        .set_item(path, &token)?;
+                    if collect {
+                        transformed.append(&step.change)?;
+                    }
+                    Some(token)
+                }
                 Op::Redact {
                     spans,
                     texts: redacted,
@@ -975,6 +1004,14 @@ impl Core {
                     func: a,
                     cache: b.extract(py)?,
                 },
+                "hmac" => {
+                    let key: Vec<u8> = a.extract(py)?;
+                    Op::Hmac {
+                        mac: Hmac::<Sha256>::new_from_slice(&key)
+                            .map_err(|_| PyValueError::new_err("native core: an unusable key"))?,
+                        prefix: b.extract(py)?,
+                    }
+                }
                 "redact" => Op::Redact {
                     spans: a.extract(py)?,
                     texts: b.extract(py)?,

@@ -141,6 +141,24 @@ def test_synthetic_traffic_ends_alike_and_the_core_takes_nearly_all_of_it() -> N
     assert fast.native is not None and fast.native.plans()[0] >= 4
 
 
+def test_new_identifiers_get_the_pseudonymisers_pseudonyms_from_the_core_itself() -> None:
+    # Every event a new driver and plate (ASCII, Norwegian letters, longer than HMAC's
+    # 64-byte block): the core computes them (the Python pseudonymiser's cache does not
+    # see them), and they are the reference's pseudonyms, byte for byte.
+    fast, reference = _pair(_policy())
+    events = TrafficGenerator(seed=2).batch(300)
+    _run_both(fast, reference, [orjson.dumps(e) for e in events[:50]])  # shapes memoised
+    transform = next(step for step in fast.steps if step.name == "transform")
+    cache = transform.tokenisers(None)._cache  # type: ignore[attr-defined]
+    before = len(cache)
+    for i, event in enumerate(events):
+        event["driver_id"] = f"{10_000_000_000 + i * 7919}"
+        event["plate"] = ["ØÅ", "AB ", "x" * 70][i % 3] + str(i)
+    raws: list[bytes | dict[str, Any]] = [orjson.dumps(e) for e in events]
+    assert _run_both(fast, reference, raws, passes=1) == len(raws)
+    assert len(cache) == before, "the core left new identifiers to the Python pseudonymiser"
+
+
 # -- generated events: every kind of value in every field --------------------------------------
 
 _TEXT = st.text(
