@@ -93,7 +93,11 @@ def test_three_processes_with_forced_rebalances_equal_one_process(
     end = max(int(e["event_time"]) for e in events)  # type: ignore[call-overload]
 
     def produce() -> None:
-        producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 20})
+        # Idempotent: a retried batch cannot land after later ones (the exact table
+        # below assumes the input in order within the 5 s bound).
+        producer = Producer(
+            {"bootstrap.servers": kafka_bootstrap, "linger.ms": 20, "enable.idempotence": True}
+        )
         for i, e in enumerate(events):
             producer.produce(kafka_topic, key=str(e["region"]).encode(), value=orjson.dumps(e))
             producer.poll(0)
