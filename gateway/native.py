@@ -30,6 +30,7 @@ import structlog
 
 from gateway.fields import nested_parts
 from gateway.pii.pseudonymise import Pseudonymiser
+from gateway.pii.transforms import REDACTED, redact
 from gateway.record import EventRecord, OutgoingMessage
 from gateway.steps import (
     _NOTHING,
@@ -151,6 +152,8 @@ def attach(stream: Any, steps: Sequence[Step]) -> NativeCore | None:
         "kinds": (str, int, float, bool, type(None)),
         "compile": functools.partial(_compile, transform, stream),
         "redactor": transform.redactor,
+        "own_redact": transform.redactor is redact,
+        "redacted": REDACTED,
         "message_cls": OutgoingMessage,
         "topic": publish.topic,
         "key_field": publish.key_field,

@@ -26,6 +26,8 @@ from hypothesis import strategies as st
 
 from gateway import EventRecord, Topics, build_pipeline, native, pii_tools
 from gateway.pii import Keyring
+from gateway.pii.findings import PII_TYPES, Finding
+from gateway.pii.transforms import redact
 from gateway.pipeline import Pipeline
 from gateway.synthetic import TrafficGenerator, synthetic_fodselsnummer
 from policies import PolicyEngine, load_policy
@@ -309,6 +311,20 @@ def test_kafka_ingress_pipelines_end_alike_dead_letters_included() -> None:
 @given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",))))
 def test_strings_are_written_as_orjson_writes_them(text: str) -> None:
     assert fjordgate_native.json_str(text) == orjson.dumps(text)
+
+
+@given(st.data())
+def test_spans_are_redacted_as_the_python_redactor_does(data: st.DataObject) -> None:
+    text = data.draw(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",))))
+    spans = st.tuples(st.integers(0, len(text) + 3), st.integers(0, 6), st.sampled_from(PII_TYPES))
+    findings = [Finding(s, s + n, t) for s, n, t in data.draw(st.lists(spans, max_size=5))]
+    assert fjordgate_native.redact_spans(text, findings) == redact(text, findings)
+
+
+def test_span_redaction_examples() -> None:
+    text = "Ring Åse på +47 91234567 eller åse@example.no."
+    findings = [Finding(12, 24, "phone"), Finding(31, 45, "email"), Finding(13, 15, "phone")]
+    assert fjordgate_native.redact_spans(text, findings) == "Ring Åse på [phone] eller [email]."
 
 
 @given(st.from_regex(r"\A-?(0|[1-9][0-9]{0,19})(\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?\Z"))
