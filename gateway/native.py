@@ -4,8 +4,9 @@ The Python steps are the reference. The compiled core runs the same steps for
 the common case only: a flat event whose decision the pipeline has already
 memoised by its shape, with a plan of keep, drop, pseudonymise and redact. It
 reads and fills the steps' own caches (the tag step's scans, the memoised
-decisions and their plans, the transform's redactions), so both paths see the
-same state. A record it cannot finish it leaves untouched for the steps: the
+decisions and their plans), so both paths see the same state. Pseudonyms of
+the shipped `Pseudonymiser` and redactions of the shipped `redact` it computes
+itself; other tokenisers and redactors it calls. A record it cannot finish it leaves untouched for the steps: the
 first event of every shape, every rejection, nested fields, event times that are
 not plain ISO 8601, encryption and generalisation.
 

@@ -4,8 +4,9 @@
 //! same steps for the common case only: a flat event whose decision the
 //! pipeline has already memoised by its shape (`DecisionShapes`), with a plan
 //! of keep, drop, pseudonymise and redact. It reads and fills the same Python
-//! objects the steps do (the tag step's scan caches, the memoised decisions,
-//! the transform's redaction caches), so the two paths share every cache.
+//! objects the steps do (the tag step's scan caches, the memoised decisions),
+//! so the two paths share those caches. The shipped pseudonymiser's HMAC and
+//! the shipped redactor it computes itself (see `Op::Hmac`, `redact_spans`).
 //!
 //! A record is either done here completely or left untouched for the Python
 //! steps: every check runs before the first change to the record, and any case
