@@ -187,8 +187,8 @@ def bench_pipeline(count: int, runs: int) -> str:
     ]
     return _table(
         f"Pipeline cost per event ({count:,} synthetic norway-traffic events, "
-        f"best of {runs}, fresh events each run, the three interleaved, collector tuned as "
-        "the server runs it (tune_gc); goal ≤ 3× the floor)",
+        f"best of {runs}, fresh events each run, floors and pipelines interleaved, "
+        "collector tuned as the server runs it (tune_gc); goal ≤ 3× the floor)",
         ["what", "µs / event", "× floor"],
         rows,
     )
