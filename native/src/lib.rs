@@ -18,6 +18,8 @@
 //! 16 times `orjson.loads` + `orjson.dumps` of the same event, nearly all of
 //! it interpreter work per field; the goal is 3 times.
 
+mod detector;
+
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
@@ -1209,5 +1211,6 @@ fn fjordgate_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py_float_text, m)?)?;
     m.add_function(wrap_pyfunction!(py_json_str, m)?)?;
     m.add_function(wrap_pyfunction!(py_redact_spans, m)?)?;
+    m.add_function(wrap_pyfunction!(detector::scan_text, m)?)?;
     Ok(())
 }
