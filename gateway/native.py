@@ -4,11 +4,14 @@ The Python steps are the reference. The compiled core runs the same steps for
 the common case only: a flat event whose decision the pipeline has already
 memoised by its shape, with a plan of keep, drop, pseudonymise and redact. It
 reads and fills the steps' own caches (the tag step's scans, the memoised
-decisions and their plans), so both paths see the same state. Pseudonyms of
-the shipped `Pseudonymiser` and redactions of the shipped `redact` it computes
-itself; other tokenisers and redactors it calls. A record it cannot finish it leaves untouched for the steps: the
-first event of every shape, every rejection, nested fields, event times that are
-not plain ISO 8601, encryption and generalisation.
+decisions and their plans, the transform's redactions), so both paths see the
+same state. Scans with the shipped `Detector` (native/src/detector.rs, which
+defers the rare texts it does not replicate to the Python detector),
+pseudonyms of the shipped `Pseudonymiser` and redactions of the shipped
+`redact` it computes itself; other detectors, tokenisers and redactors it
+calls. A record it cannot finish it leaves untouched for the steps: the first
+event of every shape, every rejection, nested fields, event times that are not
+plain ISO 8601, encryption and generalisation.
 
 Measured (bench/gateway): the Python pipeline costs 8 to 16 times the floor
 `orjson.loads` + `orjson.dumps`, nearly all of it interpreter work per field;
@@ -30,10 +33,13 @@ import orjson
 import structlog
 
 from gateway.fields import nested_parts
+from gateway.pii.detector import Detector
+from gateway.pii.findings import PII_TYPES, Finding
 from gateway.pii.pseudonymise import Pseudonymiser
 from gateway.pii.transforms import REDACTED, redact
 from gateway.record import EventRecord, OutgoingMessage
 from gateway.steps import (
+    _DETECTED_AS_POLICY_CLASS,
     _NOTHING,
     EVENT_ID_HEADER,
     Audit,
@@ -136,8 +142,16 @@ def attach(stream: Any, steps: Sequence[Step]) -> NativeCore | None:
         return None
     tags = []
     if tag is not None:
+        # The compiled detector stands for `Tag._scan` over a `Detector()` of every type;
+        # another detector or scan the core calls.
+        compiled = (
+            type(tag) is Tag
+            and type(tag.detector) is Detector
+            and tag.detector.types == frozenset(PII_TYPES)
+        )
         for path, _parts, wanted, cache in tag._fields:
-            tags.append((path, cache, functools.partial(tag._scan, wanted=wanted)))
+            scan = functools.partial(tag._scan, wanted=wanted)
+            tags.append((path, cache, scan, compiled, None if wanted is None else set(wanted)))
     config = {
         "id_field": identify.field,
         "id_max": identify.max_length,
@@ -146,6 +160,8 @@ def attach(stream: Any, steps: Sequence[Step]) -> NativeCore | None:
         "declared": set(stream.fields) if stream.undeclared_fields == "deny" else None,
         "tags": tags,
         "nothing": _NOTHING,
+        "finding_cls": Finding,
+        "classes": _DETECTED_AS_POLICY_CLASS,
         "cache_size": Tag.cache_size,
         "forget_oldest": _forget_oldest,
         "shapes": shapes,

@@ -999,6 +999,36 @@ fn scan(t: &[u32]) -> Verdict<Vec<Finding>> {
     Ok(findings)
 }
 
+/// A type's name as `gateway.pii.findings.PiiType` writes it.
+fn type_str(kind: PiiType) -> &'static str {
+    match kind {
+        PiiType::Fodselsnummer => "fodselsnummer",
+        PiiType::DNummer => "d_nummer",
+        PiiType::HNummer => "h_nummer",
+        PiiType::Organisasjonsnummer => "organisasjonsnummer",
+        PiiType::Kontonummer => "kontonummer",
+        PiiType::Iban => "iban",
+        PiiType::PaymentCard => "payment_card",
+        PiiType::Email => "email",
+        PiiType::Phone => "phone",
+        PiiType::IpAddress => "ip_address",
+        PiiType::VehiclePlate => "vehicle_plate",
+    }
+}
+
+/// `Detector().scan(text)` for the compiled core: `(start, end, type, synthetic)` per
+/// finding, or None where the Python detector must decide.
+pub(crate) fn scan_str(text: &str) -> Option<Vec<(usize, usize, &'static str, bool)>> {
+    let chars: Vec<u32> = text.chars().map(u32::from).collect();
+    let findings = scan(&chars).ok()?;
+    Some(
+        findings
+            .iter()
+            .map(|f| (f.start, f.end, type_str(f.kind), f.synthetic))
+            .collect(),
+    )
+}
+
 fn type_name(py: Python<'_>, kind: PiiType) -> Bound<'_, PyString> {
     let name = match kind {
         PiiType::Fodselsnummer => intern!(py, "fodselsnummer"),

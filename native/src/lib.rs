@@ -4,9 +4,10 @@
 //! same steps for the common case only: a flat event whose decision the
 //! pipeline has already memoised by its shape (`DecisionShapes`), with a plan
 //! of keep, drop, pseudonymise and redact. It reads and fills the same Python
-//! objects the steps do (the tag step's scan caches, the memoised decisions),
-//! so the two paths share those caches. The shipped pseudonymiser's HMAC and
-//! the shipped redactor it computes itself (see `Op::Hmac`, `redact_spans`).
+//! objects the steps do (the tag step's scan caches, the memoised decisions,
+//! the transform's redaction caches), so the two paths share every cache. The
+//! shipped detector's scan (`detector`), the shipped pseudonymiser's HMAC
+//! (`Op::Hmac`) and the shipped redactor (`redact_spans`) it computes itself.
 //!
 //! A record is either done here completely or left untouched for the Python
 //! steps: every check runs before the first change to the record, and any case
@@ -411,6 +412,11 @@ struct TagField {
     path: Py<PyString>,
     cache: Py<PyDict>,
     scan: PyObject,
+    // Whether `scan` is `Tag._scan` over a `Detector()` of every type, which
+    // `detector::scan_str` and `compiled_scan` stand for; else `scan` is called.
+    compiled: bool,
+    // The policy classes the field's scan wants (None: all).
+    wanted: Option<HashSet<String>>,
 }
 
 enum Op {
@@ -475,6 +481,9 @@ struct Core {
     declared: Option<HashSet<String>>,
     tags: Vec<TagField>,
     nothing: PyObject,
+    finding_cls: PyObject,
+    // Detector type -> policy class where they differ (steps._DETECTED_AS_POLICY_CLASS).
+    classes: HashMap<String, String>,
     cache_size: usize,
     forget_oldest: PyObject,
     shapes: PyObject,
@@ -523,9 +532,22 @@ impl Core {
                 required,
             });
         }
-        let tags = item::<Vec<(Py<PyString>, Py<PyDict>, PyObject)>>(cfg, "tags")?
+        type TagItem = (
+            Py<PyString>,
+            Py<PyDict>,
+            PyObject,
+            bool,
+            Option<HashSet<String>>,
+        );
+        let tags = item::<Vec<TagItem>>(cfg, "tags")?
             .into_iter()
-            .map(|(path, cache, scan)| TagField { path, cache, scan })
+            .map(|(path, cache, scan, compiled, wanted)| TagField {
+                path,
+                cache,
+                scan,
+                compiled,
+                wanted,
+            })
             .collect();
         let id_text: String = item(cfg, "id_field")?;
         let mut id_json = Vec::new();
@@ -541,6 +563,8 @@ impl Core {
             declared: item(cfg, "declared")?,
             tags,
             nothing: item(cfg, "nothing")?,
+            finding_cls: item(cfg, "finding_cls")?,
+            classes: item(cfg, "classes")?,
             cache_size: item(cfg, "cache_size")?,
             forget_oldest: item(cfg, "forget_oldest")?,
             shapes: item(cfg, "shapes")?,
@@ -743,8 +767,16 @@ impl Core {
             let scanned = match cache.get_item(&text)? {
                 Some(scanned) => scanned,
                 None => {
-                    let Ok(scanned) = tag.scan.bind(py).call1((&text,)) else {
-                        return Ok(None);
+                    let compiled = match tag.compiled {
+                        true => self.compiled_scan(py, content, tag)?,
+                        false => None,
+                    };
+                    let scanned = match compiled {
+                        Some(scanned) => scanned,
+                        None => match tag.scan.bind(py).call1((&text,)) {
+                            Ok(scanned) => scanned,
+                            Err(_) => return Ok(None),
+                        },
                     };
                     self.remember(py, cache, &text, &scanned)?;
                     scanned
@@ -890,28 +922,27 @@ impl Core {
                     };
                     let result = match list {
                         Some(list) if *spans && list.is_truthy()? => {
-                            if self.own_redact {
-                                match redact_spans(py, content, &list)? {
-                                    Some(text) => PyString::new(py, &text).into_any(),
-                                    None => return Ok(None),
-                                }
-                            } else {
-                                let text = py_str(i, content);
-                                let redacted = redacted.bind(py);
-                                match redacted.get_item(&text)? {
-                                    Some(known) if known.get_item(0)?.is(&list) => {
-                                        known.get_item(1)?
-                                    }
-                                    _ => {
-                                        let Ok(result) =
-                                            self.redactor.bind(py).call1((&text, &list))
-                                        else {
-                                            return Ok(None);
-                                        };
-                                        let entry = PyTuple::new(py, [&list, &result])?;
-                                        self.remember(py, redacted, &text, entry.as_any())?;
-                                        result
-                                    }
+                            // The transform step's cache of redactions, shared: recurring
+                            // texts (templated notes) are redacted once.
+                            let text = py_str(i, content);
+                            let redacted = redacted.bind(py);
+                            match redacted.get_item(&text)? {
+                                Some(known) if known.get_item(0)?.is(&list) => known.get_item(1)?,
+                                _ => {
+                                    let result = if self.own_redact {
+                                        match redact_spans(py, content, &list)? {
+                                            Some(text) => PyString::new(py, &text).into_any(),
+                                            None => return Ok(None),
+                                        }
+                                    } else {
+                                        match self.redactor.bind(py).call1((&text, &list)) {
+                                            Ok(result) => result,
+                                            Err(_) => return Ok(None),
+                                        }
+                                    };
+                                    let entry = PyTuple::new(py, [&list, &result])?;
+                                    self.remember(py, redacted, &text, entry.as_any())?;
+                                    result
                                 }
                             }
                         }
@@ -1114,6 +1145,50 @@ impl Core {
             audit_base,
             transformed: None,
         })))
+    }
+
+    /// What `Tag._scan(text, wanted)` returns, from the compiled detector: the nothing
+    /// marker, or (findings as `Finding`s, their policy classes sorted). None where the
+    /// compiled detector leaves the text to Python's.
+    fn compiled_scan<'py>(
+        &self,
+        py: Python<'py>,
+        text: &str,
+        tag: &TagField,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Some(found) = detector::scan_str(text) else {
+            return Ok(None);
+        };
+        let mut findings = Vec::with_capacity(found.len());
+        let mut classes: Vec<&str> = Vec::new();
+        for (start, end, kind, synthetic) in found {
+            let class = self.classes.get(kind).map_or(kind, String::as_str);
+            if tag.wanted.as_ref().is_some_and(|w| !w.contains(class)) {
+                continue;
+            }
+            let kind = PyString::intern(py, kind);
+            findings.push(
+                self.finding_cls
+                    .bind(py)
+                    .call1((start, end, kind, synthetic))?,
+            );
+            if !classes.contains(&class) {
+                classes.push(class);
+            }
+        }
+        if findings.is_empty() {
+            return Ok(Some(self.nothing.bind(py).clone()));
+        }
+        classes.sort_unstable();
+        let classes = classes.iter().map(|c| PyString::intern(py, c));
+        let pair = PyTuple::new(
+            py,
+            [
+                PyList::new(py, findings)?.into_any(),
+                PyTuple::new(py, classes)?.into_any(),
+            ],
+        )?;
+        Ok(Some(pair.into_any()))
     }
 
     /// Keep `value` under `key` in one of the steps' bounded caches, forgetting its oldest

@@ -161,6 +161,36 @@ def test_new_identifiers_get_the_pseudonymisers_pseudonyms_from_the_core_itself(
     assert len(cache) == before, "the core left new identifiers to the Python pseudonymiser"
 
 
+def test_new_notes_are_scanned_by_the_compiled_detector(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every event a new note with a phone number, an e-mail or a national id: the core's
+    # detector scans them (the tag step's Python scan is not asked), and the records end
+    # as the reference's, redactions included.
+    from gateway.steps import Tag
+
+    asked: list[int] = []
+    python_scan = Tag._scan
+
+    def counted(self: Tag, text: str, wanted: frozenset[str] | None) -> Any:
+        asked.append(id(self))
+        return python_scan(self, text, wanted)
+
+    monkeypatch.setattr(Tag, "_scan", counted)
+    fast, reference = _pair(_policy())
+    fast_tag = id(next(step for step in fast.steps if step.name == "tag"))
+    events = TrafficGenerator(seed=4).batch(400)
+    _run_both(fast, reference, [orjson.dumps(e) for e in events[:100]])  # shapes memoised
+    forms = ["Ring meg på +47 9{:07d}.", "Skriv til sjafor{}@example.no", "Eier {} ringte"]
+    fnr = synthetic_fodselsnummer(__import__("random").Random(9))
+    for i, event in enumerate(events[100:]):
+        form = forms[i % 3]
+        event["note"] = form.format(fnr if "Eier" in form else i) + f" (sak {i})"
+    before = asked.count(fast_tag)
+    raws: list[bytes | dict[str, Any]] = [orjson.dumps(e) for e in events[100:]]
+    assert _run_both(fast, reference, raws, passes=1) == len(raws)
+    assert asked.count(fast_tag) == before, "the core asked the Python detector"
+    assert asked.count(id(next(s for s in reference.steps if s.name == "tag"))) >= len(raws)
+
+
 # -- generated events: every kind of value in every field --------------------------------------
 
 _TEXT = st.text(
