@@ -26,6 +26,7 @@ from pathlib import Path
 from bench.pii.engines import compare_engines
 from gateway.pii import PII_TYPES, Detector
 from gateway.pii.corpus import Document, corpus
+from gateway.pii.findings import Finding
 from gateway.pii.patterns import CANDIDATES
 
 # Which types a candidate shape of the floor pattern can hold.
@@ -112,6 +113,32 @@ def _floor_pass(text: str) -> None:
         pass
 
 
+def _compiled_scan(detector: Detector) -> Callable[[str], object] | None:
+    """The gateway's compiled scan as the gateway uses it (gateway/native.py): the Rust
+    detector, and the Python one for the texts it defers. None without the module."""
+    try:
+        from fjordgate_native import scan_text
+    except ImportError:
+        return None
+
+    def scan(text: str) -> object:
+        found = scan_text(text)
+        return detector.scan(text) if found is None else found
+
+    return scan
+
+
+def _compiled_spans(scan: Callable[[str], object], text: str) -> list[Span]:
+    found = scan(text)
+    assert isinstance(found, list)
+    return [
+        (f.start, f.end, frozenset({f.type}))
+        if isinstance(f, Finding)
+        else (f[0], f[1], frozenset({f[2]}))
+        for f in found
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.pii", description=__doc__)
     parser.add_argument("--docs", type=int, default=3000, help="corpus documents (default 3000)")
@@ -134,7 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # (engine, documents, docs/s, fjordgate's docs/s measured beside it, recall)
     rows: list[tuple[str, int, float, float, dict[str, float]]] = []
-    rates = _interleaved(texts, {"floor": _floor_pass, "ours": detector.scan}, args.repeat)
+    compiled = _compiled_scan(detector)
+    engines: dict[str, Callable[[str], object]] = {"floor": _floor_pass, "ours": detector.scan}
+    if compiled is not None:
+        engines["compiled"] = compiled
+    rates = _interleaved(texts, engines, args.repeat)
     floor_rate, ours_rate = rates["floor"], rates["ours"]
     rows.append(
         (
@@ -154,6 +185,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             _recall(docs, (_floor_spans(t) for t in texts)),
         )
     )
+
+    if compiled is not None:
+        rows.append(
+            (
+                "fjordgate compiled scan (gateway fast path; deferred texts scanned by Python)",
+                len(texts),
+                rates["compiled"],
+                ours_rate,
+                _recall(docs, (_compiled_spans(compiled, t) for t in texts)),
+            )
+        )
 
     presidio_note = ""
     presidio_rate: float | None = None
