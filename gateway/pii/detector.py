@@ -22,6 +22,10 @@ Python callback per match end (400,000 for 100,000 digits). pyahocorasick
 matches fixed strings only. The whole detector runs at 2.2-2.4x the time of
 the bare `re` pass (the floor).
 
+The gateway's compiled fast path has its own port of `scan` (no context, every
+type: native/src/detector.rs), held to this one by tests; this module stays
+the reference and scans what the port defers.
+
 Limits (documented, enforced): a JSON document nested deeper than
 `max_json_depth` (default 512) raises ScanLimitError naming the path; texts
 have no length limit, since every branch of the pattern is bounded and can
