@@ -384,6 +384,28 @@ def test_resuming_before_each_next_anchor_finds_the_same_candidates_as_finditer(
     assert found(candidates(text)) == found(CANDIDATES.finditer(text))
 
 
+@settings(max_examples=2000)
+@given(
+    _CANDIDATE_TEXT
+    | st.text(alphabet="0123456789 .-+", max_size=70)
+    | st.lists(
+        st.sampled_from(["+", "00", "+1 ", "1", "12", "1234", " ", "-", "."]), max_size=40
+    ).map("".join)
+)
+def test_the_international_phone_pre_check_changes_no_candidate(text: str) -> None:
+    # The branch's look-ahead (patterns._PHONE_INTL_CAN_END) is only a necessary condition,
+    # there for speed: the pattern without it finds the same candidates.
+    from gateway.pii import patterns
+
+    without = re.compile(patterns.CANDIDATE_SOURCE.replace(patterns._PHONE_INTL_CAN_END, ""))
+    assert without.pattern != patterns.CANDIDATES.pattern
+
+    def found(pattern: re.Pattern[str]) -> list[tuple[int, int, str | None]]:
+        return [(m.start(), m.end(), m.lastgroup) for m in pattern.finditer(text)]
+
+    assert found(patterns.CANDIDATES) == found(without)
+
+
 @given(st.text(alphabet="0123456789 .-+", max_size=30))
 def test_the_digits_of_a_candidate_are_its_text_without_separators(text: str) -> None:
     from gateway.pii.detector import _only_digits
