@@ -863,44 +863,40 @@ impl Core {
                     }
                     continue;
                 }
-                Op::Pseudonymise { func, cache } => {
+                Op::Pseudonymise { .. } | Op::Hmac { .. } => {
                     let Val::Str(content) = value else {
                         return Ok(None);
                     };
-                    let text = py_str(i, content);
-                    // The pseudonymiser's own cache, read only: on a miss it hashes and keeps.
-                    let cached = match cache {
-                        Some(cache) => cache.bind(py).get_item(&text)?,
-                        None => None,
-                    };
-                    let token = match cached {
-                        Some(token) => token,
-                        None => match func.bind(py).call1((&text,)) {
-                            Ok(token) => token,
-                            Err(_) => return Ok(None),
-                        },
+                    let token = match &step.op {
+                        Op::Hmac { mac, prefix } => {
+                            let mut mac = mac.clone();
+                            mac.update(content.as_bytes());
+                            let mut token = String::with_capacity(prefix.len() + 43);
+                            token.push_str(prefix);
+                            URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut token);
+                            PyString::new(py, &token).into_any()
+                        }
+                        Op::Pseudonymise { func, cache } => {
+                            let text = py_str(i, content);
+                            // The pseudonymiser's own cache, read only: on a miss it
+                            // hashes and keeps.
+                            let cached = match cache {
+                                Some(cache) => cache.bind(py).get_item(&text)?,
+                                None => None,
+                            };
+                            match cached {
+                                Some(token) => token,
+                                None => match func.bind(py).call1((&text,)) {
+                                    Ok(token) => token,
+                                    Err(_) => return Ok(None),
+                                },
+                            }
+                        }
+                        _ => return Ok(None), // not reached: the arm's two ops
                     };
                     let Ok(token) = token.downcast_into_exact::<PyString>() else {
                         return Ok(None);
                     };
-                    pseudonyms
-                        .get_or_insert_with(|| PyDict::new(py))
-                        .set_item(path, &token)?;
-                    if collect {
-                        transformed.append(&step.change)?;
-                    }
-                    Some(token)
-                }
-                Op::Hmac { mac, prefix } => {
-                    let Val::Str(content) = value else {
-                        return Ok(None);
-                    };
-                    let mut mac = mac.clone();
-                    mac.update(content.as_bytes());
-                    let mut token = String::with_capacity(prefix.len() + 43);
-                    token.push_str(prefix);
-                    URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut token);
-                    let token = PyString::new(py, &token);
                     pseudonyms
                         .get_or_insert_with(|| PyDict::new(py))
                         .set_item(path, &token)?;
