@@ -89,6 +89,12 @@ def _outcome(record: EventRecord, compare_event: bool) -> tuple[Any, ...]:
         record.pseudonyms,
         record.detected,
         None
+        if record.findings is None
+        else {
+            path: [(f.start, f.end, f.type, f.synthetic) for f in found]
+            for path, found in record.findings.items()
+        },
+        None
         if message is None
         # Ciphertexts have a random nonce: compared as ciphertexts, not byte for byte.
         else (
