@@ -352,9 +352,12 @@ def test_strings_are_written_as_orjson_writes_them(text: str) -> None:
 @given(st.data())
 def test_spans_are_redacted_as_the_python_redactor_does(data: st.DataObject) -> None:
     text = data.draw(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",))))
-    spans = st.tuples(st.integers(0, len(text) + 3), st.integers(0, 6), st.sampled_from(PII_TYPES))
+    spans = st.tuples(st.integers(0, len(text) + 3), st.integers(-2, 6), st.sampled_from(PII_TYPES))
     findings = [Finding(s, s + n, t) for s, n, t in data.draw(st.lists(spans, max_size=5))]
-    assert fjordgate_native.redact_spans(text, findings) == redact(text, findings)
+    if any(f.end < f.start for f in findings):  # no detector's: left to the Python redactor
+        assert fjordgate_native.redact_spans(text, findings) is None
+    else:
+        assert fjordgate_native.redact_spans(text, findings) == redact(text, findings)
 
 
 def test_span_redaction_examples() -> None:
