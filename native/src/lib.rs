@@ -771,9 +771,10 @@ impl Core {
             let scanned = match cache.get_item(&text)? {
                 Some(scanned) => scanned,
                 None => {
-                    let compiled = match tag.compiled {
-                        true => self.compiled_scan(py, content, tag)?,
-                        false => None,
+                    let compiled = if tag.compiled {
+                        self.compiled_scan(py, content, tag)?
+                    } else {
+                        None
                     };
                     let scanned = match compiled {
                         Some(scanned) => scanned,
