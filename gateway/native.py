@@ -24,7 +24,9 @@ module the gateway runs the Python steps, and says so once in its log.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -161,6 +163,7 @@ def attach(stream: Any, steps: Sequence[Step]) -> NativeCore | None:
         "tags": tags,
         "nothing": _NOTHING,
         "finding_cls": Finding,
+        "finding_cls_fields": _bare_fields(Finding),
         "classes": _DETECTED_AS_POLICY_CLASS,
         "cache_size": Tag.cache_size,
         "forget_oldest": _forget_oldest,
@@ -172,6 +175,22 @@ def attach(stream: Any, steps: Sequence[Step]) -> NativeCore | None:
         "own_redact": transform.redactor is redact,
         "redacted": REDACTED,
         "message_cls": OutgoingMessage,
+        "message_cls_fields": _bare_fields(OutgoingMessage),
+        "record_cls": EventRecord,
+        # EventRecord's own __init__ makes every record: the core only reads and sets fields.
+        "record_cls_fields": [
+            "event",
+            "raw",
+            "event_id",
+            "detected",
+            "findings",
+            "decision",
+            "decision_entry",
+            "pseudonyms",
+            "transformed",
+            "audit",
+            "message",
+        ],
         "topic": publish.topic,
         "key_field": publish.key_field,
         "event_id_header": EVENT_ID_HEADER,
@@ -183,6 +202,24 @@ def attach(stream: Any, steps: Sequence[Step]) -> NativeCore | None:
     except ValueError as exc:  # a field type it does not know: the steps do all
         log.info("native_core_not_used", reason=str(exc))
         return None
+
+
+def _bare_fields(cls: type) -> list[str]:
+    """The fields of a class whose instances the core makes without calling it (allocated,
+    each field set as the generated `__init__` sets it): a slotted dataclass whose
+    `__init__` does nothing else."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    members = vars(cls)
+    plain = (
+        "__slots__" in members
+        and not hasattr(cls, "__post_init__")
+        and "__new__" not in members
+        # every parameter of __init__ a field, in order (no InitVar, no init=False field)
+        and list(inspect.signature(members["__init__"]).parameters)[1:] == names
+    )
+    if not plain:
+        raise TypeError(f"{cls.__qualname__} is not a plain slotted dataclass")
+    return names
 
 
 def _compile(

@@ -14,6 +14,7 @@ import copy
 import json
 import os
 import re
+from dataclasses import InitVar, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway import EventRecord, Topics, build_pipeline, native, pii_tools
+from gateway.native import _bare_fields
 from gateway.pii import Keyring
 from gateway.pii.findings import PII_TYPES, Finding
 from gateway.pii.transforms import redact
@@ -197,6 +199,62 @@ def test_new_notes_are_scanned_by_the_compiled_detector(monkeypatch: pytest.Monk
     assert asked.count(id(next(s for s in reference.steps if s.name == "tag"))) >= len(raws)
 
 
+def test_a_record_of_another_class_is_left_to_the_steps() -> None:
+    # The core writes a record's fields in place, at EventRecord's own slots: an object
+    # of any other class (a subclass may have its own __setattr__) it must not touch.
+    class Traced(EventRecord):
+        __slots__ = ("seen",)
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+    fast, reference = _pair(_policy())
+    raws = [orjson.dumps(e) for e in TrafficGenerator(seed=6).batch(100)]
+    _run_both(fast, reference, list(raws))  # shapes memoised: the core takes EventRecords
+    assert fast.native is not None
+    records = [Traced(STREAM, i, raw=raw) for i, raw in enumerate(raws)]
+    left = fast.native.run(records)
+    assert left == records
+    assert all(r.event_id is None and r.message is None for r in records)
+    fast.run_batch(records)
+    expected = [EventRecord(STREAM, i, raw=raw) for i, raw in enumerate(raws)]
+    reference.run_batch(expected)
+    assert [_outcome(r, False) for r in records] == [_outcome(r, False) for r in expected]
+
+
+def test_only_plain_slotted_dataclasses_are_made_without_their_init() -> None:
+    @dataclass(slots=True)
+    class Plain:
+        a: int
+        b: str
+
+    @dataclass(slots=True)
+    class Checked:
+        a: int
+
+        def __post_init__(self) -> None:
+            assert self.a >= 0
+
+    @dataclass(slots=True)
+    class Hidden:
+        a: int
+        b: int = field(init=False, default=0)
+
+    @dataclass(slots=True)
+    class WithInitVar:
+        a: int
+        scale: InitVar[int]
+
+    @dataclass
+    class Unslotted:
+        a: int
+
+    assert _bare_fields(Plain) == ["a", "b"]
+    for cls in (Checked, Hidden, WithInitVar, Unslotted):
+        with pytest.raises(TypeError, match="not a plain slotted dataclass"):
+            _bare_fields(cls)
+
+
 # -- generated events: every kind of value in every field --------------------------------------
 
 _TEXT = st.text(
@@ -346,6 +404,19 @@ def test_kafka_ingress_pipelines_end_alike_dead_letters_included() -> None:
 
 @given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",))))
 def test_strings_are_written_as_orjson_writes_them(text: str) -> None:
+    assert fjordgate_native.json_str(text) == orjson.dumps(text)
+
+
+# Runs of plain text with the characters that need escaping between them, at every
+# offset of the eight-byte words the core checks at once.
+_ESCAPED_OR_NOT = st.sampled_from(
+    ['"', "\\", "\x00", "\x08", "\x1f", " ", "\x7f", "é", "\u2028", "😀", "/"]
+)
+
+
+@given(st.lists(st.one_of(st.integers(0, 17).map(lambda n: "a" * n), _ESCAPED_OR_NOT)))
+def test_long_strings_are_written_as_orjson_writes_them(parts: list[str]) -> None:
+    text = "".join(parts)
     assert fjordgate_native.json_str(text) == orjson.dumps(text)
 
 
