@@ -83,6 +83,11 @@ class Pseudonymiser:
             cache[value] = token
         return token
 
+    def cache(self) -> tuple[dict[str, str], int]:
+        """The cache of pseudonyms and its bound (0: none), for the gateway's compiled core,
+        which reads and fills it as `pseudonymise` does."""
+        return self._cache, self._cache_size
+
     def hmac_key_and_prefix(self) -> tuple[bytes, str]:
         """The HMAC key and the pseudonyms' prefix, for the gateway's compiled core,
         which computes the same pseudonyms (gateway/native.py). Never log them."""

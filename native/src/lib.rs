@@ -373,6 +373,22 @@ impl<'de> Deserialize<'de> for Members<'de> {
     }
 }
 
+/// A `Pseudonymiser`'s pseudonym of `value`: `prefix` + unpadded base64url of the
+/// HMAC-SHA-256 (from the key's precomputed state `mac`) of the value's UTF-8.
+fn hmac_token<'py>(
+    py: Python<'py>,
+    mac: &Hmac<Sha256>,
+    prefix: &str,
+    value: &str,
+) -> Bound<'py, PyAny> {
+    let mut mac = mac.clone();
+    mac.update(value.as_bytes());
+    let mut token = String::with_capacity(prefix.len() + 43);
+    token.push_str(prefix);
+    URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut token);
+    PyString::new(py, &token).into_any()
+}
+
 /// `gateway.pii.transforms.redact(text, findings)`: each finding's span (character
 /// offsets) replaced by `[type]`, in order of start (the longer first), a finding that
 /// starts inside one already replaced skipped. None: a finding it cannot read.
@@ -612,6 +628,8 @@ enum Op {
     Hmac {
         mac: Hmac<Sha256>,
         prefix: String,
+        // The pseudonymiser's cache of pseudonyms and its bound.
+        cache: Option<(Py<PyDict>, usize)>,
     },
     Redact {
         spans: bool,
@@ -982,7 +1000,7 @@ impl Core {
                             Err(_) => return Ok(None),
                         },
                     };
-                    self.remember(py, cache, &text, &scanned)?;
+                    self.remember(py, cache, self.cache_size, &text, &scanned)?;
                     scanned
                 }
             };
@@ -1072,14 +1090,24 @@ impl Core {
                         return Ok(None);
                     };
                     let token = match &step.op {
-                        Op::Hmac { mac, prefix } => {
-                            let mut mac = mac.clone();
-                            mac.update(content.as_bytes());
-                            let mut token = String::with_capacity(prefix.len() + 43);
-                            token.push_str(prefix);
-                            URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut token);
-                            PyString::new(py, &token).into_any()
-                        }
+                        Op::Hmac { mac, prefix, cache } => match cache {
+                            // The pseudonymiser's own cache, read and filled as its
+                            // `pseudonymise` does: a recurring value (most drivers and
+                            // plates) costs a lookup, and shares its pseudonym's object.
+                            Some((cache, size)) => {
+                                let text = py_str(i, content);
+                                let cache = cache.bind(py);
+                                match cache.get_item(&text)? {
+                                    Some(token) => token,
+                                    None => {
+                                        let token = hmac_token(py, mac, prefix, content);
+                                        self.remember(py, cache, *size, &text, &token)?;
+                                        token
+                                    }
+                                }
+                            }
+                            None => hmac_token(py, mac, prefix, content),
+                        },
                         Op::Pseudonymise { func, cache } => {
                             let text = py_str(i, content);
                             // The pseudonymiser's own cache, read only: on a miss it
@@ -1141,7 +1169,7 @@ impl Core {
                                         }
                                     };
                                     let entry = PyTuple::new(py, [&list, &result])?;
-                                    self.remember(py, redacted, &text, entry.as_any())?;
+                                    self.remember(py, redacted, self.cache_size, &text, entry.as_any())?;
                                     result
                                 }
                             }
@@ -1315,11 +1343,13 @@ impl Core {
                     cache: b.extract(py)?,
                 },
                 "hmac" => {
-                    let key: Vec<u8> = a.extract(py)?;
+                    let (key, cache, size): (Vec<u8>, Option<Py<PyDict>>, usize) =
+                        a.extract(py)?;
                     Op::Hmac {
                         mac: Hmac::<Sha256>::new_from_slice(&key)
                             .map_err(|_| PyValueError::new_err("native core: an unusable key"))?,
                         prefix: b.extract(py)?,
+                        cache: cache.map(|c| (c, size)),
                     }
                 }
                 "redact" => Op::Redact {
@@ -1403,13 +1433,15 @@ impl Core {
         &self,
         py: Python<'py>,
         cache: &Bound<'py, PyDict>,
+        size: usize,
         key: &Bound<'py, PyString>,
         value: &Bound<'py, PyAny>,
     ) -> PyResult<()> {
-        if cache.len() >= self.cache_size {
-            self.forget_oldest
-                .bind(py)
-                .call1((cache, self.cache_size))?;
+        if size == 0 {
+            return Ok(()); // a cache turned off
+        }
+        if cache.len() >= size {
+            self.forget_oldest.bind(py).call1((cache, size))?;
         }
         cache.set_item(key, value)
     }

@@ -153,20 +153,36 @@ def test_synthetic_traffic_ends_alike_and_the_core_takes_nearly_all_of_it() -> N
 
 def test_new_identifiers_get_the_pseudonymisers_pseudonyms_from_the_core_itself() -> None:
     # Every event a new driver and plate (ASCII, Norwegian letters, longer than HMAC's
-    # 64-byte block): the core computes them (the Python pseudonymiser's cache does not
-    # see them), and they are the reference's pseudonyms, byte for byte.
+    # 64-byte block): the core computes them (the Python pseudonymiser is not asked), keeps
+    # them in the pseudonymiser's cache as it would, and they are the reference's
+    # pseudonyms, byte for byte.
+    class Unasked:
+        def copy(self) -> Any:
+            raise AssertionError("the core asked the Python pseudonymiser")
+
     fast, reference = _pair(_policy())
     events = TrafficGenerator(seed=2).batch(300)
     _run_both(fast, reference, [orjson.dumps(e) for e in events[:50]])  # shapes memoised
     transform = next(step for step in fast.steps if step.name == "transform")
-    cache = transform.tokenisers(None)._cache  # type: ignore[attr-defined]
+    pseudonymiser = transform.tokenisers(None)
+    cache, _size = pseudonymiser.cache()  # type: ignore[attr-defined]
     before = len(cache)
+    pseudonymiser._inner = Unasked()  # type: ignore[attr-defined]
     for i, event in enumerate(events):
         event["driver_id"] = f"{10_000_000_000 + i * 7919}"
         event["plate"] = ["ØÅ", "AB ", "x" * 70][i % 3] + str(i)
     raws: list[bytes | dict[str, Any]] = [orjson.dumps(e) for e in events]
     assert _run_both(fast, reference, raws, passes=1) == len(raws)
-    assert len(cache) == before, "the core left new identifiers to the Python pseudonymiser"
+    assert len(cache) == before + 2 * len(events), "each new value is kept in the cache"
+    # Known values are read from the cache: a pseudonym put there is the one written.
+    cache["EL 12345"] = "ps_from-the-cache"
+    events[0]["plate"] = "EL 12345"
+    records = [EventRecord(STREAM, 0, raw=orjson.dumps(events[0]))]
+    fast.run_batch(records)
+    assert records[0].pseudonyms == {
+        "driver_id": cache[events[0]["driver_id"]],
+        "plate": "ps_from-the-cache",
+    }
 
 
 def test_new_notes_are_scanned_by_the_compiled_detector(monkeypatch: pytest.MonkeyPatch) -> None:
