@@ -244,8 +244,7 @@ def _compile(
                 # cost 2.0 µs; compiled, about 0.3 µs), and reads and fills the
                 # pseudonymiser's cache as it does.
                 secret, prefix = owner.hmac_key_and_prefix()
-                cache, size = owner.cache()
-                items.append((path, change, "hmac", key, (secret, cache, size), prefix))
+                items.append((path, change, "hmac", key, (secret, *owner.cache()), prefix))
                 continue
             # Another tokeniser: the core calls it, reading its cache when it has one.
             cache = getattr(owner, "_cache", None)
