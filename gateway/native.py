@@ -244,7 +244,10 @@ def _compile(
                 # cost 2.0 µs; compiled, about 0.3 µs), and reads and fills the
                 # pseudonymiser's cache as it does.
                 secret, prefix = owner.hmac_key_and_prefix()
-                items.append((path, change, "hmac", key, (secret, *owner.cache()), prefix))
+                known, size = owner.cache()
+                # A cache turned off (size 0) is not even read.
+                hmac = (secret, known if size else None, size)
+                items.append((path, change, "hmac", key, hmac, prefix))
                 continue
             # Another tokeniser: the core calls it, reading its cache when it has one.
             cache = getattr(owner, "_cache", None)

@@ -185,6 +185,16 @@ def test_new_identifiers_get_the_pseudonymisers_pseudonyms_from_the_core_itself(
     }
 
 
+def test_a_pseudonymiser_without_a_cache_gets_no_entries_from_the_core() -> None:
+    fast, reference = _pair(_policy())
+    pseudonymiser = next(s for s in fast.steps if s.name == "transform").tokenisers(None)  # type: ignore[attr-defined]
+    pseudonymiser._cache_size = 0  # as Pseudonymiser(cache_size=0) makes it
+    events = TrafficGenerator(seed=8).batch(200)
+    finished = _run_both(fast, reference, [orjson.dumps(e) for e in events])
+    assert finished == len(events)
+    assert pseudonymiser.cache() == ({}, 0)
+
+
 def test_new_notes_are_scanned_by_the_compiled_detector(monkeypatch: pytest.MonkeyPatch) -> None:
     # Every event a new note with a phone number, an e-mail or a national id: the core's
     # detector scans them (the tag step's Python scan is not asked), and the records end
