@@ -655,6 +655,22 @@ struct Plan {
     transformed: Option<Py<PyTuple>>,
 }
 
+/// Where the message key's text is: a value of the event, a pseudonym or redaction
+/// (a Python string), or a number as written in the minimised event (`out[from..to]`).
+enum KeyText<'a, 'py> {
+    Value(&'a str),
+    Object(Bound<'py, PyString>),
+    Written(usize, usize),
+}
+
+/// Names compared as `==` does, the first byte before the rest: names of one length
+/// mostly differ there, and a call to `memcmp` per comparison was 3% of the core's time
+/// (perf, bench events).
+#[inline]
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
+}
+
 /// What `one` leaves on the record once every check has passed.
 struct Done<'py> {
     event_id: Bound<'py, PyString>,
@@ -698,6 +714,9 @@ struct Core {
     whole: Py<PyString>,
     message_cls: SlotClass,
     record_cls: SlotClass,
+    // Buffers for the minimised event and the shape's key, kept across events.
+    out_buf: Vec<u8>,
+    shape_buf: Vec<u8>,
     topic: PyObject,
     key_field: Option<String>,
     event_id_header: PyObject,
@@ -788,6 +807,8 @@ impl Core {
             whole: item(cfg, "redacted")?,
             message_cls: slot_class(cfg, "message_cls", &MESSAGE_FIELDS)?,
             record_cls: slot_class(cfg, "record_cls", &RECORD_FIELDS)?,
+            out_buf: Vec::with_capacity(512),
+            shape_buf: Vec::with_capacity(128),
             topic: item(cfg, "topic")?,
             key_field: item(cfg, "key_field")?,
             event_id_header: item(cfg, "event_id_header")?,
@@ -902,11 +923,11 @@ impl Core {
     ) -> PyResult<Option<Done<'py>>> {
         // Duplicate names: orjson keeps the last value at the first place; the steps do it.
         for (i, (key, _, _)) in fields.iter().enumerate() {
-            if fields[..i].iter().any(|(k, _, _)| k == key) {
+            if fields[..i].iter().any(|(k, _, _)| same(k, key)) {
                 return Ok(None);
             }
         }
-        let find = |name: &str| fields.iter().position(|(k, _, _)| k == name);
+        let find = |name: &str| fields.iter().position(|(k, _, _)| same(k, name));
         let get = |name: &str| find(name).map(|i| &fields[i].1);
         // Per field, its string value as a Python str: the event's own object when it
         // came parsed, else made at the first need (tag, pseudonymise, redact share it).
@@ -1022,7 +1043,8 @@ impl Core {
         }
 
         // decide: the plan of this shape's memoised decision, else leave it to the steps
-        let mut shape_key = Vec::with_capacity(128);
+        let mut shape_key = std::mem::take(&mut self.shape_buf);
+        shape_key.clear();
         for (key, val, _) in fields {
             if *key != self.id_text {
                 shape_key.extend_from_slice(key.as_bytes());
@@ -1049,10 +1071,11 @@ impl Core {
                     self.by_shape.clear();
                 }
                 self.plans.push(plan);
-                self.by_shape.insert(shape_key, self.plans.len() - 1);
+                self.by_shape.insert(shape_key.clone(), self.plans.len() - 1);
                 self.plans.len() - 1
             }
         };
+        self.shape_buf = shape_key;
         let Some(plan_ref) = self.plans[plan].as_ref() else {
             return Ok(None);
         };
@@ -1061,8 +1084,9 @@ impl Core {
         // The transformed list is made for the first event of the plan only.
         let transformed = plan_ref.transformed.is_none().then(|| PyList::empty(py));
         let mut pseudonyms: Option<Bound<'py, PyDict>> = None;
-        let mut out = Vec::with_capacity(512);
-        let mut key: Option<Vec<u8>> = None;
+        let mut out = std::mem::take(&mut self.out_buf); // its capacity kept across events
+        out.clear();
+        let mut key: Option<KeyText<'_, 'py>> = None;
         out.push(b'{');
         for step in &plan_ref.items {
             let Some(i) = find(&step.path_text) else {
@@ -1195,13 +1219,13 @@ impl Core {
             out.extend_from_slice(&step.key_json);
             let is_key = self.key_field.as_deref() == Some(step.path_text.as_str());
             match written {
-                Some(text) => {
-                    let Ok(text) = text.to_str() else {
+                Some(written_text) => {
+                    let Ok(text) = written_text.to_str() else {
                         return Ok(None);
                     };
                     write_str(text, &mut out);
                     if is_key {
-                        key = Some(text.as_bytes().to_vec());
+                        key = Some(KeyText::Object(written_text.clone()));
                     }
                 }
                 None => {
@@ -1209,9 +1233,9 @@ impl Core {
                     value.write_json(&mut out);
                     if is_key {
                         key = match value {
-                            Val::Str(s) => Some(s.as_bytes().to_vec()),
+                            Val::Str(s) => Some(KeyText::Value(s)),
                             Val::Null => None,
-                            _ => Some(out[from..].to_vec()),
+                            _ => Some(KeyText::Written(from, out.len())),
                         };
                     }
                 }
@@ -1227,7 +1251,9 @@ impl Core {
         // publish: the message with its key and headers
         let event_id = PyString::new(py, id);
         let key = match key {
-            Some(bytes) => PyBytes::new(py, &bytes).into_any(),
+            Some(KeyText::Value(text)) => PyBytes::new(py, text.as_bytes()).into_any(),
+            Some(KeyText::Object(text)) => PyBytes::new(py, text.to_str()?.as_bytes()).into_any(),
+            Some(KeyText::Written(from, to)) => PyBytes::new(py, &out[from..to]).into_any(),
             None => py.None().into_bound(py),
         };
         let headers = PyList::new(
@@ -1255,6 +1281,7 @@ impl Core {
                 event_id.clone().into_any(),
             ],
         )?;
+        self.out_buf = out;
 
         // audit: the decision's shared part, this event's id and pseudonyms
         let audit = plan_ref.audit_base.bind(py).copy()?;
