@@ -765,7 +765,9 @@ class Publish(Step):
             self.topic,
             key,
             _exact_copy(_dumps(out)),
-            [(EVENT_ID_HEADER, event_id.encode("utf-8")), self.policy_header, self.stream_header],
+            # The id as text: Kafka's client writes a str header value as its UTF-8, and
+            # the event's own string saves a bytes object per event.
+            [(EVENT_ID_HEADER, event_id), self.policy_header, self.stream_header],
             event_id,
         )
         return record
@@ -813,7 +815,7 @@ class DeadLetter(Step):
             key=None,
             value=raw,
             headers=[
-                (EVENT_ID_HEADER, event_id.encode("utf-8")),
+                (EVENT_ID_HEADER, event_id),
                 (POLICY_HEADER, self.policy_hash),
                 (STREAM_HEADER, self.stream),
                 (REASON_CODE_HEADER, rejected.code.encode("utf-8")),

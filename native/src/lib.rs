@@ -1263,7 +1263,7 @@ impl Core {
                     py,
                     [
                         self.event_id_header.bind(py).clone(),
-                        PyBytes::new(py, id.as_bytes()).into_any(),
+                        event_id.clone().into_any(),
                     ],
                 )?
                 .into_any(),
