@@ -84,8 +84,8 @@ class Pseudonymiser:
         return token
 
     def cache(self) -> tuple[dict[str, str], int]:
-        """The cache of pseudonyms and its bound (0: none), for the gateway's compiled core,
-        which reads and fills it as `pseudonymise` does."""
+        """The cache of pseudonyms and its bound (0: none). The gateway's compiled core keeps
+        a cache of its own with the same bound, one per pseudonymiser."""
         return self._cache, self._cache_size
 
     def hmac_key_and_prefix(self) -> tuple[bytes, str]:
