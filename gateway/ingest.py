@@ -17,6 +17,7 @@ import orjson
 from gateway.committer import Committer
 from gateway.errors import BatchError, Overloaded, Unavailable
 from gateway.metrics import GatewayMetrics
+from gateway.native import make_records
 from gateway.pipeline import PolicyPipelines
 from gateway.record import EventRecord
 
@@ -67,9 +68,7 @@ class Ingest:
         media = (content_type or "application/json").split(";", 1)[0].strip().lower()
         if media in NDJSON_TYPES:
             lines = [line for line in body.split(b"\n") if line.strip()]
-            records = [
-                EventRecord(stream=stream, index=i, raw=line) for i, line in enumerate(lines)
-            ]
+            records = make_records(stream, lines)
         elif media in JSON_TYPES or media.endswith("+json"):
             try:
                 value = orjson.loads(body)
@@ -89,12 +88,7 @@ class Ingest:
                     "not_a_batch",
                     "the request body must be a JSON array of event objects (or one object)",
                 )
-            records = [
-                EventRecord(stream=stream, index=i, event=item)
-                if isinstance(item, dict)
-                else EventRecord(stream=stream, index=i, raw=orjson.dumps(item))
-                for i, item in enumerate(value)
-            ]
+            records = make_records(stream, value)
         else:
             raise BatchError(
                 415,

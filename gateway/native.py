@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 import structlog
 
+from gateway import record
 from gateway.fields import nested_parts
 from gateway.pii.detector import Detector
 from gateway.pii.findings import PII_TYPES, Finding
@@ -88,6 +89,25 @@ def enabled() -> bool:
             )
         return False
     return True
+
+
+_factory: Any = None
+
+
+def make_records(stream: str, items: list[Any], source: str = "http") -> list[EventRecord]:
+    """`gateway.record.make_records`, made by the compiled module when it is enabled."""
+    global _factory
+    if not enabled():
+        return record.make_records(stream, items, source)
+    if _factory is None:
+        fields = list(EventRecord.__slots__)
+        proto = EventRecord("", 0)
+        defaults = [getattr(proto, name) for name in fields]
+        # Shared by every record it makes: immutable values only.
+        assert all(type(d) in (type(None), str, int, bool) or d == () for d in defaults)
+        _factory = fjordgate_native.RecordFactory(EventRecord, fields, defaults)
+    made: list[EventRecord] = _factory.make(stream, items, source, orjson.dumps)
+    return made
 
 
 class NativeCore:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from gateway.errors import EventRejected
 
 Headers = list[tuple[str, str | bytes | None]]
@@ -95,3 +97,18 @@ class EventRecord:
             f"EventRecord(stream={self.stream!r}, index={self.index}, "
             f"event_id={self.event_id!r}, status={self.status!r})"
         )
+
+
+def make_records(stream: str, items: Sequence[Any], source: str = "http") -> list[EventRecord]:
+    """One record per event of a batch, in order: bytes are the event as received, a dict
+    the event parsed; anything else is encoded back to JSON (which the parse step then
+    refuses, as it is not an object). `gateway.native.make_records` does the same without
+    a call per record."""
+    return [
+        EventRecord(stream, i, event=item, source=source)
+        if type(item) is dict
+        else EventRecord(
+            stream, i, raw=item if type(item) is bytes else orjson.dumps(item), source=source
+        )
+        for i, item in enumerate(items)
+    ]

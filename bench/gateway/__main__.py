@@ -89,7 +89,7 @@ def _new_identifiers(event: dict[str, Any], n: int) -> dict[str, Any]:
 def bench_pipeline(count: int, runs: int) -> str:
     import gc
 
-    from gateway import EventRecord
+    from gateway import EventRecord, native, record
     from gateway.server import tune_gc
 
     pipeline = _shipped_pipeline()  # as the gateway runs it: the compiled core, then the steps
@@ -120,11 +120,14 @@ def bench_pipeline(count: int, runs: int) -> str:
         return (time.perf_counter() - t) / count
 
     def full(which: Any, raws: list[bytes]) -> float:
-        # As the gateway runs it: a request's batch at a time (Pipeline.run_batch).
+        # As the gateway runs it: a request's batch at a time, its records made as the
+        # HTTP ingress makes them (compiled, or in Python when the core is off), then
+        # Pipeline.run_batch.
+        make = native.make_records if which.native is not None else record.make_records
         batches = batches_of(raws)
         t = time.perf_counter()
         for batch in batches:
-            which.run_batch([EventRecord(STREAM, i, raw) for i, raw in enumerate(batch)])
+            which.run_batch(make(STREAM, batch))
         return (time.perf_counter() - t) / count
 
     # As `fjordgate gateway serve` runs once started: start-up objects frozen, the

@@ -563,13 +563,7 @@ impl SlotClass {
         values: [Bound<'py, PyAny>; N],
     ) -> PyResult<Bound<'py, PyAny>> {
         assert_eq!(N, self.offsets.len(), "a value per field");
-        let tp = self.cls.bind(py).as_type_ptr();
-        // SAFETY: tp is a live type object (held by self.cls); tp_alloc returns a new
-        // reference with every field NULL, or NULL with an exception set.
-        let obj = unsafe {
-            let alloc = (*tp).tp_alloc.unwrap_or(pyo3::ffi::PyType_GenericAlloc);
-            Bound::from_owned_ptr_or_err(py, alloc(tp, 0))?
-        };
+        let obj = self.alloc(py)?;
         let slots = Slots {
             obj: &obj,
             offsets: &self.offsets,
@@ -578,6 +572,95 @@ impl SlotClass {
             slots.set(i, value);
         }
         Ok(obj)
+    }
+
+    /// A new instance, every field unset.
+    fn alloc<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let tp = self.cls.bind(py).as_type_ptr();
+        // SAFETY: tp is a live type object (held by self.cls); tp_alloc returns a new
+        // reference with every field NULL, or NULL with an exception set.
+        unsafe {
+            let alloc = (*tp).tp_alloc.unwrap_or(pyo3::ffi::PyType_GenericAlloc);
+            Bound::from_owned_ptr_or_err(py, alloc(tp, 0))
+        }
+    }
+}
+
+/// Makes a request's `EventRecord`s as `EventRecord(stream, index, raw=...)` or
+/// `EventRecord(stream, index, event=...)` does, without a Python call per record:
+/// each field set from the defaults of a record `EventRecord.__init__` made (given by
+/// gateway/native.py, immutable values only), then stream, index, source and the event
+/// or its bytes. The Python constructor cost 0.2 µs per record, a fifteenth of the
+/// pipeline (bench/gateway).
+#[pyclass]
+struct RecordFactory {
+    class: SlotClass,
+    defaults: Vec<PyObject>,
+    stream: usize,
+    index: usize,
+    raw: usize,
+    event: usize,
+    source: usize,
+}
+
+#[pymethods]
+impl RecordFactory {
+    #[new]
+    fn new(cls: Bound<'_, PyType>, fields: Vec<String>, defaults: Vec<PyObject>) -> PyResult<Self> {
+        if defaults.len() != fields.len() {
+            return Err(PyValueError::new_err("record factory: a default per field"));
+        }
+        let at = |name: &str| {
+            fields.iter().position(|f| f == name).ok_or_else(|| {
+                PyValueError::new_err(format!("record factory: no field {name:?}"))
+            })
+        };
+        let (stream, index, raw, event, source) =
+            (at("stream")?, at("index")?, at("raw")?, at("event")?, at("source")?);
+        Ok(RecordFactory {
+            class: SlotClass::new(cls, fields)?,
+            defaults,
+            stream,
+            index,
+            raw,
+            event,
+            source,
+        })
+    }
+
+    /// One record per item: bytes are the event as received, a dict the event parsed;
+    /// anything else is passed to `encode` for its bytes.
+    fn make<'py>(
+        &self,
+        py: Python<'py>,
+        stream: Bound<'py, PyString>,
+        items: Bound<'py, PyList>,
+        source: Bound<'py, PyString>,
+        encode: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let records = PyList::empty(py);
+        for (i, item) in items.iter().enumerate() {
+            let record = self.class.alloc(py)?;
+            let slots = Slots {
+                obj: &record,
+                offsets: &self.class.offsets,
+            };
+            for (field, default) in self.defaults.iter().enumerate() {
+                slots.set(field, default.bind(py).clone());
+            }
+            slots.set(self.stream, stream.clone().into_any());
+            slots.set(self.index, i.into_pyobject(py)?.into_any());
+            slots.set(self.source, source.clone().into_any());
+            if item.is_exact_instance_of::<PyBytes>() {
+                slots.set(self.raw, item);
+            } else if item.is_exact_instance_of::<PyDict>() {
+                slots.set(self.event, item);
+            } else {
+                slots.set(self.raw, encode.call1((item,))?);
+            }
+            records.append(record)?;
+        }
+        Ok(records)
     }
 }
 
@@ -1612,6 +1695,7 @@ fn py_json_str(text: &str) -> Vec<u8> {
 #[pymodule]
 fn fjordgate_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Core>()?;
+    m.add_class::<RecordFactory>()?;
     m.add_function(wrap_pyfunction!(py_iso_with_zone, m)?)?;
     m.add_function(wrap_pyfunction!(py_number_text, m)?)?;
     m.add_function(wrap_pyfunction!(py_float_text, m)?)?;

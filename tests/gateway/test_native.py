@@ -252,6 +252,29 @@ def test_a_record_of_another_class_is_left_to_the_steps() -> None:
     assert [_outcome(r, False) for r in records] == [_outcome(r, False) for r in expected]
 
 
+def test_records_are_made_as_eventrecords_init_makes_them() -> None:
+    from gateway import record
+
+    event = {"event_id": "e-1", "region": "Oslo"}
+    items: list[Any] = [b'{"event_id":"e-0"}', event, [1, 2], "text", 7, None, b""]
+    for source in ("http", "kafka"):
+        made = native.make_records(STREAM, items, source)
+        expected = record.make_records(STREAM, items, source)
+        assert [type(r) for r in made] == [EventRecord] * len(items)
+        for got, want in zip(made, expected, strict=True):
+            for name in EventRecord.__slots__:
+                assert getattr(got, name) == getattr(want, name), name
+        assert made[1].event is event and made[2].raw == b"[1,2]" and made[5].raw == b"null"
+    # The pipeline takes them as it takes records made one by one.
+    fast, reference = _pair(_policy())
+    raws: list[Any] = [orjson.dumps(e) for e in TrafficGenerator(seed=13).batch(200)]
+    for _ in range(2):
+        got, want = native.make_records(STREAM, raws), record.make_records(STREAM, raws)
+        fast.run_batch(got)
+        reference.run_batch(want)
+        assert [_outcome(r, False) for r in got] == [_outcome(r, False) for r in want]
+
+
 def test_only_plain_slotted_dataclasses_are_made_without_their_init() -> None:
     @dataclass(slots=True)
     class Plain:
