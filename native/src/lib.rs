@@ -777,7 +777,8 @@ struct Plan {
     entry: PyObject,
     items: Vec<PlanItem>,
     decision: PyObject,
-    audit_base: Py<PyDict>,
+    audit_base: Py<PyDict>, // the decision's shared part, with room for id and pseudonyms
+    pseudonymises: bool,    // whether `audit_base` holds a `pseudonyms` key
     // What the transform lists, the same for every event of the plan's shape (which
     // fields are present and which hold findings are part of the shape): made once.
     transformed: Option<Py<PyTuple>>,
@@ -1424,8 +1425,11 @@ impl Core {
         // audit: the decision's shared part, this event's id and pseudonyms
         let audit = plan_ref.audit_base.bind(py).copy()?;
         audit.set_item(intern!(py, "event_id"), &event_id)?;
-        if let Some(p) = &pseudonyms {
-            audit.set_item(intern!(py, "pseudonyms"), p)?;
+        match &pseudonyms {
+            Some(p) => audit.set_item(intern!(py, "pseudonyms"), p)?,
+            // Not reached (every pseudonymised field is in the shape): as the step does.
+            None if plan_ref.pseudonymises => audit.del_item(intern!(py, "pseudonyms"))?,
+            None => {}
         }
         let transformed = match &plan_ref.transformed {
             Some(shared) => shared.bind(py).clone(),
@@ -1546,11 +1550,24 @@ impl Core {
                 op,
             });
         }
+        // The record's keys in the order the audit step adds them (its shared part, the
+        // id, the pseudonyms when any field is pseudonymised, which the shape fixes), so
+        // that an event's copy has room for its values: setting them then replaces a
+        // value instead of inserting a key.
+        let audit_base = audit_base.bind(py).copy()?;
+        audit_base.set_item(intern!(py, "event_id"), py.None())?;
+        let pseudonymises = plan_items
+            .iter()
+            .any(|item| matches!(item.op, Op::Hmac { .. } | Op::Pseudonymise { .. }));
+        if pseudonymises {
+            audit_base.set_item(intern!(py, "pseudonyms"), py.None())?;
+        }
         Ok(Some(Some(Plan {
             entry: entry.unbind(),
             items: plan_items,
             decision,
-            audit_base,
+            audit_base: audit_base.unbind(),
+            pseudonymises,
             transformed: None,
         })))
     }
