@@ -7,8 +7,8 @@ reads the memoised decisions and their plans and fills the transform's
 redaction cache, as the steps do; scans and pseudonyms it caches itself, with
 the steps' bounds (a lookup by text, without a Python string per lookup, was
 0.89-0.93x the time per event of the Python dicts). It makes a request's
-records (`make_records`). Scans with the shipped `Detector` (native/src/detector.rs, which
-defers the rare texts it does not replicate to the Python detector),
+records (`make_records`). Scans with the shipped `Detector`
+(native/src/detector.rs, which defers the rare texts it does not replicate to the Python detector),
 pseudonyms of the shipped `Pseudonymiser` and redactions of the shipped
 `redact` it computes itself; other detectors, tokenisers and redactors it
 calls. A record it cannot finish it leaves untouched for the steps: the first
@@ -18,8 +18,9 @@ plain ISO 8601, encryption and generalisation.
 Measured (bench/gateway): the Python pipeline costs 8 to 16 times the floor
 `orjson.loads` + `orjson.dumps`, nearly all of it interpreter work per field;
 that is why this part is compiled, and why what remains per event is mostly
-Python objects made and freed (record, message, audit record, pseudonyms). tests/gateway/test_native.py holds the two
-paths to the same records, byte for byte.
+Python objects made and freed (record, message, audit record, pseudonyms).
+tests/gateway/test_native.py holds the two paths to the same records, byte for
+byte.
 
 `FJORDGATE_NATIVE=0` turns it off (the pure Python pipeline); without the
 module the gateway runs the Python steps, and says so once in its log.
