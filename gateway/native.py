@@ -8,10 +8,10 @@ redaction cache, as the steps do; scans and pseudonyms it caches itself, with
 the steps' bounds (a lookup by text, without a Python string per lookup, was
 0.89-0.93x the time per event of the Python dicts). It makes a request's
 records (`make_records`). Scans with the shipped `Detector`
-(native/src/detector.rs, which defers the rare texts it does not replicate to the Python detector),
-pseudonyms of the shipped `Pseudonymiser` and redactions of the shipped
-`redact` it computes itself; other detectors, tokenisers and redactors it
-calls. A record it cannot finish it leaves untouched for the steps: the first
+(native/src/detector.rs, which defers the rare texts it does not replicate to
+the Python detector), pseudonyms of the shipped `Pseudonymiser` and redactions
+of the shipped `redact` it computes itself; other detectors, tokenisers and
+redactors it calls. A record it cannot finish it leaves untouched for the steps: the first
 event of every shape, every rejection, nested fields, event times that are not
 plain ISO 8601, encryption and generalisation.
 
