@@ -60,7 +60,6 @@ from gateway.steps import (
     Tag,
     Transform,
     Validate,
-    _forget_oldest,
 )
 
 log = structlog.get_logger("gateway.native")
@@ -195,7 +194,6 @@ def attach(stream: Any, steps: Sequence[Step]) -> NativeCore | None:
         "finding_cls_fields": _bare_fields(Finding),
         "classes": _DETECTED_AS_POLICY_CLASS,
         "cache_size": Tag.cache_size,
-        "forget_oldest": _forget_oldest,
         "shapes": shapes,
         "entries": shapes.entries,
         "kinds": (str, int, float, bool, type(None)),

@@ -36,9 +36,7 @@ use sha2::Sha256;
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{
-    PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType,
-};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 
 const T_STR: u8 = 1;
 const T_INT: u8 = 2;
@@ -633,12 +631,18 @@ impl RecordFactory {
             return Err(PyValueError::new_err("record factory: a default per field"));
         }
         let at = |name: &str| {
-            fields.iter().position(|f| f == name).ok_or_else(|| {
-                PyValueError::new_err(format!("record factory: no field {name:?}"))
-            })
+            fields
+                .iter()
+                .position(|f| f == name)
+                .ok_or_else(|| PyValueError::new_err(format!("record factory: no field {name:?}")))
         };
-        let (stream, index, raw, event, source) =
-            (at("stream")?, at("index")?, at("raw")?, at("event")?, at("source")?);
+        let (stream, index, raw, event, source) = (
+            at("stream")?,
+            at("index")?,
+            at("raw")?,
+            at("event")?,
+            at("source")?,
+        );
         Ok(RecordFactory {
             class: SlotClass::new(cls, fields)?,
             defaults,
@@ -785,7 +789,7 @@ enum Op {
     },
     Redact {
         spans: bool,
-        texts: Py<PyDict>,
+        texts: usize, // its field's cache in `Core::redactions`
     },
 }
 
@@ -852,7 +856,6 @@ struct Core {
     // Detector type -> policy class where they differ (steps._DETECTED_AS_POLICY_CLASS).
     classes: HashMap<String, String>,
     cache_size: usize,
-    forget_oldest: PyObject,
     shapes: PyObject,
     entries: Py<PyDict>,
     kinds: [PyObject; 5], // str, int, float, bool, NoneType: the shape's value types
@@ -869,6 +872,9 @@ struct Core {
     record_cls: SlotClass,
     // The pseudonymisers' caches (Op::Hmac's `cache` is an index).
     token_caches: Vec<TokenCache>,
+    // Span redactions per field, (findings, result) by text, each with the transform
+    // step's dict for the field, which names it (Op::Redact's `texts` is an index).
+    redactions: Vec<(PyObject, TextCache<PyTuple>)>,
     // Buffers for the minimised event and the shape's key, kept across events.
     out_buf: Vec<u8>,
     shape_buf: Vec<u8>,
@@ -951,7 +957,6 @@ impl Core {
             finding_cls: slot_class(cfg, "finding_cls", &FINDING_FIELDS)?,
             classes: item(cfg, "classes")?,
             cache_size: item(cfg, "cache_size")?,
-            forget_oldest: item(cfg, "forget_oldest")?,
             shapes: item(cfg, "shapes")?,
             entries: item(cfg, "entries")?,
             kinds: item(cfg, "kinds")?,
@@ -964,6 +969,7 @@ impl Core {
             message_cls: slot_class(cfg, "message_cls", &MESSAGE_FIELDS)?,
             record_cls: slot_class(cfg, "record_cls", &RECORD_FIELDS)?,
             token_caches: Vec::new(),
+            redactions: Vec::new(),
             out_buf: Vec::with_capacity(512),
             shape_buf: Vec::with_capacity(128),
             topic: item(cfg, "topic")?,
@@ -1007,10 +1013,7 @@ impl Core {
 
     /// How many pseudonyms each pseudonymiser's cache holds, for tests and stats.
     fn cached_pseudonyms(&self) -> Vec<usize> {
-        self.token_caches
-            .iter()
-            .map(|c| c.tokens.len())
-            .collect()
+        self.token_caches.iter().map(|c| c.tokens.len()).collect()
     }
 
     /// (compiled plans, memoised decisions it leaves to the steps), for tests and stats.
@@ -1034,8 +1037,7 @@ impl Core {
             return Ok(None);
         };
         if event.is_none() {
-            let Some(Ok(raw)) = slots.get(R_RAW).map(Bound::downcast_into_exact::<PyBytes>)
-            else {
+            let Some(Ok(raw)) = slots.get(R_RAW).map(Bound::downcast_into_exact::<PyBytes>) else {
                 return Ok(None);
             };
             // UTF-8 checked once for the whole event: serde_json's slice reader checked
@@ -1235,7 +1237,8 @@ impl Core {
                     self.by_shape.clear();
                 }
                 self.plans.push(plan);
-                self.by_shape.insert(shape_key.clone(), self.plans.len() - 1);
+                self.by_shape
+                    .insert(shape_key.clone(), self.plans.len() - 1);
                 self.plans.len() - 1
             }
         };
@@ -1337,11 +1340,10 @@ impl Core {
                     };
                     let result = match list {
                         Some(list) if *spans && list.is_truthy()? => {
-                            // The transform step's cache of redactions, shared: recurring
+                            // The field's redactions (findings, result) by text: recurring
                             // texts (templated notes) are redacted once.
-                            let text = py_str(i, content);
-                            let redacted = redacted.bind(py);
-                            match redacted.get_item(&text)? {
+                            let known = self.redactions[*redacted].1.get(py, content);
+                            match known {
                                 Some(known) if known.get_item(0)?.is(&list) => known.get_item(1)?,
                                 _ => {
                                     let result = if self.own_redact {
@@ -1350,13 +1352,14 @@ impl Core {
                                             None => return Ok(None),
                                         }
                                     } else {
+                                        let text = py_str(i, content);
                                         match self.redactor.bind(py).call1((&text, &list)) {
                                             Ok(result) => result,
                                             Err(_) => return Ok(None),
                                         }
                                     };
                                     let entry = PyTuple::new(py, [&list, &result])?;
-                                    self.remember(py, redacted, self.cache_size, &text, entry.as_any())?;
+                                    self.redactions[*redacted].1.insert(content, entry.unbind());
                                     result
                                 }
                             }
@@ -1458,7 +1461,9 @@ impl Core {
         let transformed = match &plan_ref.transformed {
             Some(shared) => shared.bind(py).clone(),
             None => {
-                let shared = transformed.expect("collected for the first event").to_tuple();
+                let shared = transformed
+                    .expect("collected for the first event")
+                    .to_tuple();
                 if let Some(p) = self.plans[plan].as_mut() {
                     p.transformed = Some(shared.clone().unbind());
                 }
@@ -1540,7 +1545,11 @@ impl Core {
                     // One cache per pseudonymiser, shared by every plan that uses it.
                     let cache = (size > 0).then(|| {
                         let bound = owner.bind(py);
-                        match self.token_caches.iter().position(|c| c.owner.bind(py).is(bound)) {
+                        match self
+                            .token_caches
+                            .iter()
+                            .position(|c| c.owner.bind(py).is(bound))
+                        {
                             Some(index) => index,
                             None => {
                                 self.token_caches.push(TokenCache {
@@ -1558,10 +1567,26 @@ impl Core {
                         cache,
                     }
                 }
-                "redact" => Op::Redact {
-                    spans: a.extract(py)?,
-                    texts: b.extract(py)?,
-                },
+                "redact" => {
+                    // One cache per field (the step's dict for it names it), every plan's.
+                    let bound = b.bind(py);
+                    let texts = match self
+                        .redactions
+                        .iter()
+                        .position(|(o, _)| o.bind(py).is(bound))
+                    {
+                        Some(index) => index,
+                        None => {
+                            self.redactions
+                                .push((b.clone_ref(py), TextCache::new(self.cache_size)));
+                            self.redactions.len() - 1
+                        }
+                    };
+                    Op::Redact {
+                        spans: a.extract(py)?,
+                        texts,
+                    }
+                }
                 other => {
                     return Err(PyValueError::new_err(format!(
                         "native core: unknown op {other:?}"
@@ -1644,25 +1669,6 @@ impl Core {
             ],
         )?;
         Ok(Some(pair.into_any()))
-    }
-
-    /// Keep `value` under `key` in one of the steps' bounded caches, forgetting its oldest
-    /// quarter first when it is full, as the steps do (`steps._forget_oldest`).
-    fn remember<'py>(
-        &self,
-        py: Python<'py>,
-        cache: &Bound<'py, PyDict>,
-        size: usize,
-        key: &Bound<'py, PyString>,
-        value: &Bound<'py, PyAny>,
-    ) -> PyResult<()> {
-        if size == 0 {
-            return Ok(()); // a cache turned off
-        }
-        if cache.len() >= size {
-            self.forget_oldest.bind(py).call1((cache, size))?;
-        }
-        cache.set_item(key, value)
     }
 
     fn commit<'py>(
