@@ -454,6 +454,77 @@ def test_kafka_ingress_pipelines_end_alike_dead_letters_included() -> None:
 
 # -- the core's JSON and time rules, each against what it stands for ---------------------------
 
+# Pieces of JSON and of near-JSON: joined at random, they make objects, broken objects,
+# nested ones, bad numbers, bad literals, escapes, control characters, stray whitespace.
+_VALUE_PIECES = st.sampled_from(
+    [
+        '"a"', '"å"', '""', '"x\\"y"', '"x\\ny"', '"x\ny"', '"x', '"\x01"', '"\x7f"',
+        "0", "-0", "01", "1.", ".5", "1.50", "-1e5", "1E+2", "2e-3", "1e", "--1", "+1", "-",
+        "9" * 25, "true", "false", "null", "tru", "nul", "True", "NaN", "Infinity", "{}",
+        '{"b":1}', "[]", "[1]",
+    ]
+)  # fmt: skip
+_SYNTAX_PIECES = st.sampled_from(
+    ["{", "}", "[", "]", ",", ":", " ", "\t", "\n", "\r", "\x0b", "\x0c", "\ufeff", '"a"']
+)
+_WS = st.sampled_from(["", "", "", " ", "\n", "\t", "\r", "\x0c", "\u00a0"])
+
+
+@st.composite
+def _near_json(draw: st.DrawFn) -> bytes:
+    if draw(st.integers(0, 4)):  # a flat object, then perhaps a piece changed
+        members = draw(
+            st.lists(st.tuples(st.sampled_from(["a", "b", "å", "a b"]), _VALUE_PIECES, _WS))
+        )
+        text = draw(_WS) + "{" + ",".join(f'{w}"{k}"{w}:{w}{v}{w}' for k, v, w in members) + "}"
+        if draw(st.integers(0, 3)) == 0:
+            at = draw(st.integers(0, len(text)))
+            piece = draw(_SYNTAX_PIECES | _VALUE_PIECES)
+            text = text[:at] + piece + text[at + draw(st.integers(0, 2)) :]
+        text += draw(_WS)
+    else:
+        text = "".join(draw(st.lists(_SYNTAX_PIECES | _VALUE_PIECES, max_size=12)))
+    return text.encode()
+
+
+@settings(max_examples=2000)
+@given(_near_json())
+def test_the_core_parses_only_flat_objects_and_reads_them_as_orjson_does(raw: bytes) -> None:
+    members = fjordgate_native.flat_members(raw)
+    if members is None:
+        return  # the steps take it: no claim about what orjson does with it
+    parsed = orjson.loads(raw)  # must not raise: the core took it as JSON
+    assert isinstance(parsed, dict)
+    # orjson keeps a repeated name's last value at its first place; so does dict().
+    assert parsed == {name: orjson.loads(value) for name, value in members}
+    assert list(parsed) == list(dict.fromkeys(name for name, _ in members))
+    for _, value in members:
+        assert not isinstance(orjson.loads(value), dict | list)
+
+
+_NAME_TEXT = st.text(
+    st.characters(codec="utf-8", exclude_categories=("Cs", "Cc"), exclude_characters='"\\')
+)
+
+
+@given(
+    st.dictionaries(
+        _NAME_TEXT,
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**63), 2**64 - 1)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | _NAME_TEXT,
+    ),
+    st.sampled_from([orjson.dumps, lambda e: json.dumps(e, ensure_ascii=False, indent=1).encode()]),
+)
+def test_every_flat_object_without_escapes_is_parsed(event: dict[str, Any], dumps: Any) -> None:
+    # Not vacuous: what a producer writes for a flat event the core takes, value by value.
+    raw = dumps(event)
+    members = fjordgate_native.flat_members(raw)
+    assert members is not None
+    assert {name: orjson.loads(value) for name, value in members} == orjson.loads(raw)
+
 
 @given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",))))
 def test_strings_are_written_as_orjson_writes_them(text: str) -> None:
