@@ -512,14 +512,20 @@ _NAME_TEXT = st.text(
         _NAME_TEXT,
         st.none()
         | st.booleans()
-        | st.integers(-(2**63), 2**64 - 1)
-        | st.floats(allow_nan=False, allow_infinity=False)
+        # the numbers the core writes back itself (the others go to the steps)
+        | st.integers(-(2**63), 2**64 - 1).filter(lambda n: fjordgate_native.number_text(str(n)))
+        | st.floats(allow_nan=False, allow_infinity=False).filter(
+            lambda x: (
+                fjordgate_native.number_text(orjson.dumps(x).decode())
+                and fjordgate_native.number_text(json.dumps(x))
+            )
+        )
         | _NAME_TEXT,
     ),
     st.sampled_from([orjson.dumps, lambda e: json.dumps(e, ensure_ascii=False, indent=1).encode()]),
 )
 def test_every_flat_object_without_escapes_is_parsed(event: dict[str, Any], dumps: Any) -> None:
-    # Not vacuous: what a producer writes for a flat event the core takes, value by value.
+    # Not vacuous: a flat event as a producer writes it, the core takes, value by value.
     raw = dumps(event)
     members = fjordgate_native.flat_members(raw)
     assert members is not None
