@@ -203,21 +203,7 @@ def attach(stream: Any, steps: Sequence[Step]) -> NativeCore | None:
         "redacted": REDACTED,
         "message_cls": OutgoingMessage,
         "message_cls_fields": _bare_fields(OutgoingMessage),
-        "record_cls": EventRecord,
-        # EventRecord's own __init__ makes every record: the core only reads and sets fields.
-        "record_cls_fields": [
-            "event",
-            "raw",
-            "event_id",
-            "detected",
-            "findings",
-            "decision",
-            "decision_entry",
-            "pseudonyms",
-            "transformed",
-            "audit",
-            "message",
-        ],
+        "record_cls": EventRecord,  # its fields the core reads and sets (native/src/lib.rs)
         "topic": publish.topic,
         "key_field": publish.key_field,
         "event_id_header": EVENT_ID_HEADER,

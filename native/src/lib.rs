@@ -1050,7 +1050,11 @@ impl Core {
             own_redact: item(cfg, "own_redact")?,
             whole: item(cfg, "redacted")?,
             message_cls: slot_class(cfg, "message_cls", &MESSAGE_FIELDS)?,
-            record_cls: slot_class(cfg, "record_cls", &RECORD_FIELDS)?,
+            // Only read and set, never made by its __init__'s order: the names alone.
+            record_cls: SlotClass::new(
+                item(cfg, "record_cls")?,
+                RECORD_FIELDS.iter().map(|f| f.to_string()).collect(),
+            )?,
             token_caches: Vec::new(),
             redactions: Vec::new(),
             out_buf: Vec::with_capacity(512),
