@@ -179,9 +179,10 @@ def attach(stream: Any, steps: Sequence[Step]) -> NativeCore | None:
             and type(tag.detector) is Detector
             and tag.detector.types == frozenset(PII_TYPES)
         )
-        for path, _parts, wanted, cache in tag._fields:
+        # The step's cache of scans stays the step's: the core keeps its own.
+        for path, _parts, wanted, _cache in tag._fields:
             scan = functools.partial(tag._scan, wanted=wanted)
-            tags.append((path, cache, scan, compiled, None if wanted is None else set(wanted)))
+            tags.append((path, scan, compiled, None if wanted is None else set(wanted)))
     config = {
         "id_field": identify.field,
         "id_max": identify.max_length,

@@ -532,11 +532,22 @@ impl<T> TextCache<T> {
     }
 }
 
-/// A pseudonymiser's pseudonyms (as `Pseudonymiser` keeps its own for the steps), bounded
-/// by its `cache_size`.
-struct TokenCache {
-    owner: PyObject, // the pseudonymiser's own cache dict: which pseudonymiser this is
-    tokens: TextCache<PyString>,
+/// The core's caches of one kind, each with the Python object that names what it caches
+/// for (a pseudonymiser's cache dict, the transform's redaction dict for a field), so
+/// that every plan using the same one shares it.
+type Caches<T> = Vec<(PyObject, TextCache<T>)>;
+
+/// The index in `caches` of the cache named by `owner`, made (bounded by `size`) when
+/// there is none yet.
+fn cache_for<T>(py: Python<'_>, caches: &mut Caches<T>, owner: &PyObject, size: usize) -> usize {
+    let owner = owner.bind(py);
+    match caches.iter().position(|(o, _)| o.bind(py).is(owner)) {
+        Some(index) => index,
+        None => {
+            caches.push((owner.clone().unbind(), TextCache::new(size)));
+            caches.len() - 1
+        }
+    }
 }
 
 /// `gateway.pii.transforms.redact(text, findings)`: each finding's span (character
@@ -956,10 +967,10 @@ struct Core {
     message_cls: SlotClass,
     record_cls: SlotClass,
     // The pseudonymisers' caches (Op::Hmac's `cache` is an index).
-    token_caches: Vec<TokenCache>,
+    token_caches: Caches<PyString>,
     // Span redactions per field, (findings, result) by text, each with the transform
     // step's dict for the field, which names it (Op::Redact's `texts` is an index).
-    redactions: Vec<(PyObject, TextCache<PyTuple>)>,
+    redactions: Caches<PyTuple>,
     // Buffers for the minimised event and the shape's key, kept across events.
     out_buf: Vec<u8>,
     shape_buf: Vec<u8>,
@@ -1007,17 +1018,11 @@ impl Core {
                 required,
             });
         }
-        type TagItem = (
-            Py<PyString>,
-            Py<PyDict>,
-            PyObject,
-            bool,
-            Option<HashSet<String>>,
-        );
+        type TagItem = (Py<PyString>, PyObject, bool, Option<HashSet<String>>);
         let cache_size: usize = item(cfg, "cache_size")?;
         let tags = item::<Vec<TagItem>>(cfg, "tags")?
             .into_iter()
-            .map(|(path, _step_cache, scan, compiled, wanted)| TagField {
+            .map(|(path, scan, compiled, wanted)| TagField {
                 path,
                 scans: TextCache::new(cache_size),
                 scan,
@@ -1102,7 +1107,7 @@ impl Core {
 
     /// How many pseudonyms each pseudonymiser's cache holds, for tests and stats.
     fn cached_pseudonyms(&self) -> Vec<usize> {
-        self.token_caches.iter().map(|c| c.tokens.len()).collect()
+        self.token_caches.iter().map(|(_, c)| c.len()).collect()
     }
 
     /// (compiled plans, memoised decisions it leaves to the steps), for tests and stats.
@@ -1374,7 +1379,7 @@ impl Core {
                             // A recurring value (most drivers and plates) costs a lookup,
                             // and shares its pseudonym's object.
                             Some(index) => {
-                                let cache = &mut self.token_caches[*index].tokens;
+                                let cache = &mut self.token_caches[*index].1;
                                 match cache.get(py, content) {
                                     Some(token) => token,
                                     None => {
@@ -1632,23 +1637,8 @@ impl Core {
                 "hmac" => {
                     let (key, owner, size): (Vec<u8>, PyObject, usize) = a.extract(py)?;
                     // One cache per pseudonymiser, shared by every plan that uses it.
-                    let cache = (size > 0).then(|| {
-                        let bound = owner.bind(py);
-                        match self
-                            .token_caches
-                            .iter()
-                            .position(|c| c.owner.bind(py).is(bound))
-                        {
-                            Some(index) => index,
-                            None => {
-                                self.token_caches.push(TokenCache {
-                                    owner: owner.clone_ref(py),
-                                    tokens: TextCache::new(size),
-                                });
-                                self.token_caches.len() - 1
-                            }
-                        }
-                    });
+                    let cache =
+                        (size > 0).then(|| cache_for(py, &mut self.token_caches, &owner, size));
                     Op::Hmac {
                         mac: Hmac::<Sha256>::new_from_slice(&key)
                             .map_err(|_| PyValueError::new_err("native core: an unusable key"))?,
@@ -1658,19 +1648,7 @@ impl Core {
                 }
                 "redact" => {
                     // One cache per field (the step's dict for it names it), every plan's.
-                    let bound = b.bind(py);
-                    let texts = match self
-                        .redactions
-                        .iter()
-                        .position(|(o, _)| o.bind(py).is(bound))
-                    {
-                        Some(index) => index,
-                        None => {
-                            self.redactions
-                                .push((b.clone_ref(py), TextCache::new(self.cache_size)));
-                            self.redactions.len() - 1
-                        }
-                    };
+                    let texts = cache_for(py, &mut self.redactions, &b, self.cache_size);
                     Op::Redact {
                         spans: a.extract(py)?,
                         texts,
