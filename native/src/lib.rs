@@ -21,6 +21,7 @@
 //! 16 times `orjson.loads` + `orjson.dumps` of the same event, nearly all of
 //! it interpreter work per field; the goal is 3 times.
 
+mod audit;
 mod detector;
 
 use std::borrow::Cow;
@@ -1832,5 +1833,6 @@ fn fjordgate_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py_json_str, m)?)?;
     m.add_function(wrap_pyfunction!(py_redact_spans, m)?)?;
     m.add_function(wrap_pyfunction!(detector::scan_text, m)?)?;
+    m.add_function(wrap_pyfunction!(audit::chain_records, m)?)?;
     Ok(())
 }

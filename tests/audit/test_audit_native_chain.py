@@ -1,0 +1,193 @@
+"""The compiled encode-and-chain loop (`fjordgate_native.chain_records`) against the log's
+Python loop (`AuditLog._encode`), its reference: the same lines, leaf hashes and Merkle
+frontier, byte for byte; and whatever it does not write as orjson does, it declines."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from audit import AuditLog, RecordRejected, SigningKey, verify_log
+from audit.log import AuditReceipt
+from audit.merkle import MerkleFrontier
+
+fjordgate_native = pytest.importorskip("fjordgate_native")
+chain_records = fjordgate_native.chain_records
+
+TS = "2026-12-04T06:10:00.123456Z"
+
+
+def python_chain(
+    records: list[dict[str, Any]], seq: int, prev: str, frontier: MerkleFrontier
+) -> tuple[bytes, list[str], list[bytes]]:
+    """The log's own loop, on a stand-in for the log's writer state."""
+    state = SimpleNamespace(_frontier=frontier, _prev=prev)
+    out = bytearray()
+    results = AuditLog._encode(state, records, seq, TS, out)  # type: ignore[arg-type]
+    assert all(isinstance(r, AuditReceipt) for r in results), results
+    assert [r.seq for r in results] == list(range(seq, seq + len(records)))  # type: ignore[union-attr]
+    return bytes(out), [r.leaf_hash for r in results], frontier.subtrees()  # type: ignore[union-attr]
+
+
+def frontier_of(size: int) -> MerkleFrontier:
+    frontier = MerkleFrontier()
+    for n in range(size):
+        frontier.append(hashlib.sha256(n.to_bytes(8, "big")).digest())
+    return frontier
+
+
+def both(records: list[dict[str, Any]], size: int, prev: str) -> tuple[Any, Any]:
+    frontier = frontier_of(size)
+    native = chain_records(records, size, TS, prev, frontier.subtrees(), size)
+    return native, python_chain(records, size, prev, frontier)
+
+
+# Values orjson writes: every JSON type, strings with escapes and non-ASCII (keys too),
+# integers and floats across their ranges (the encoder declines what it cannot reproduce).
+keys = st.text(max_size=8)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.floats(min_value=-1e9, max_value=1e9).map(lambda x: round(x, 3))
+    | st.text()
+)
+fragments = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3), max_leaves=5).map(
+    lambda v: orjson.Fragment(orjson.dumps(v, option=orjson.OPT_SORT_KEYS))
+)
+values = st.recursive(
+    scalars | fragments,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(keys, inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+records_st = st.lists(
+    st.dictionaries(keys.filter(lambda k: k not in {"seq", "ts", "prev"}), values, max_size=6).map(
+        lambda d: {**d, "type": "decision"}
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(records_st, st.integers(min_value=0, max_value=70), st.binary(min_size=32, max_size=32))
+def test_the_compiled_loop_writes_and_chains_as_the_python_loop(
+    records: list[dict[str, Any]], size: int, seed: bytes
+) -> None:
+    native, python = both(records, size, seed.hex())
+    if native is None:
+        # Declined: only for what it cannot reproduce (floats outside the range it writes).
+        unwritable = [v for v in _leaves(records) if isinstance(v, float)]
+        assert any(fjordgate_native.float_text(v) is None for v in unwritable), records
+        return
+    assert (native[0], native[1], native[2]) == python
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, list | tuple):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [value]
+
+
+def test_a_gateway_decision_group_is_written_alike() -> None:
+    record = {
+        "type": "decision",
+        "event_id": "0b27b4c9109a-1",
+        "fields": [
+            {"action": "pseudonymise", "path": "driver_id", "pii_class": "fodselsnummer"},
+            {"action": "allow", "path": "speed", "pii_class": "none"},
+        ],
+        "pseudonyms": {"driver_id": "ps1:kd486d728551d:n-I76wadRgoxE8wb_CFbzrPaEF44loDEPpLhiQ"},
+        "rule_ids": ["streams.norway-traffic.fields.driver_id", "strict.loopback"],
+        "outcome": "allow",
+        "speed_limit": 80.5,
+        "count": 3,
+        "ok": True,
+        "note": None,
+        "text": 'quote " backslash \\ newline \n tab \t bell \x07 æøå ✓ 🚗',
+        # As the gateway's audit step pre-encodes them (orjson copies fragments as they are).
+        "reasons": orjson.Fragment(b'["a reason"]'),
+        "more": orjson.Fragment('{"b":[1,2]}'),
+    }
+    records = [dict(record, event_id=f"e-{n}") for n in range(300)]
+    native, python = both(records, 1_000, "0" * 64)
+    assert native is not None
+    assert (native[0], native[1], native[2]) == python
+    lines = native[0].splitlines()
+    assert len(lines) == 300
+    assert orjson.loads(lines[1])["prev"] == native[1][0]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        2**64,  # beyond 64 bits: orjson refuses it
+        -(2**63) - 1,
+        1e300,  # a float outside the range the encoder reproduces
+        float("nan"),
+        {1: "a non-string key"},
+        "\ud800",  # a lone surrogate
+        {"a set"},
+        b"bytes",
+        type("Sub", (str,), {})("a str subclass"),
+        type("SubD", (dict,), {})(a=1),
+    ],
+    ids=repr,
+)
+def test_it_declines_what_it_does_not_write_as_orjson_does(value: Any) -> None:
+    frontier = frontier_of(3)
+    records = [{"type": "decision", "ok": 1}, {"type": "decision", "value": value}]
+    assert chain_records(records, 3, TS, "0" * 64, frontier.subtrees(), 3) is None
+    assert (
+        chain_records([{"type": "decision", "x": [value]}], 3, TS, "0" * 64, frontier.subtrees(), 3)
+        is None
+    )
+
+
+def test_it_declines_records_that_are_not_plain_dicts_or_carry_reserved_fields() -> None:
+    frontier = frontier_of(1)
+    for record in (
+        {"type": "decision", "seq": 4},
+        {"type": "d", "prev": "x"},
+        {"type": "d", "ts": ""},
+    ):
+        assert chain_records([record], 1, TS, "0" * 64, frontier.subtrees(), 1) is None
+    deep: Any = "leaf"
+    for _ in range(300):
+        deep = [deep]
+    assert (
+        chain_records([{"type": "d", "deep": deep}], 1, TS, "0" * 64, frontier.subtrees(), 1)
+        is None
+    )
+    assert chain_records([{"type": "d"}], 1, TS, "short", frontier.subtrees(), 1) is None
+
+
+def test_a_log_written_by_the_compiled_loop_verifies(tmp_path: Path) -> None:
+    key = SigningKey.generate()
+    log = AuditLog.open(tmp_path / "audit", key, tree_head_every=100)
+    assert log._chain is chain_records
+    receipts = log.append_many(
+        [{"type": "decision", "event_id": f"e-{n}", "speed": 50.5 + n} for n in range(1_000)]
+    )
+    with pytest.raises(RecordRejected, match="not JSON-serialisable"):
+        log.append_many([{"type": "decision", "huge": 2**70}])  # declined, then refused
+    receipts += log.append_many([{"type": "decision", "after": True}])
+    log.close()
+    assert [r.seq for r in receipts] == list(range(1, 1_002))
+    report = verify_log(tmp_path / "audit", [key.public_key])
+    assert report.problem is None, report.problem
+    assert report.records == 1_002  # log_created and ours
