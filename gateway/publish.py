@@ -172,10 +172,14 @@ class KafkaPublisher:
             return
         with self._lock:
             producer = self._ensure_producer()
+            produce = producer.produce
             try:
                 producer.begin_transaction()
                 for m in messages:
-                    self._produce(producer, m)
+                    try:
+                        produce(m.topic, m.value, m.key, headers=m.headers)
+                    except BufferError:
+                        self._produce_when_room(producer, m)
                 producer.commit_transaction(self.timeout_s)
             except KafkaException as exc:
                 error = exc.args[0]
@@ -188,16 +192,17 @@ class KafkaPublisher:
                 raise PublishError("Kafka producer queue stayed full") from exc
             self._healthy = True
 
-    def _produce(self, producer: Producer, m: OutgoingMessage) -> None:
+    def _produce_when_room(self, producer: Producer, m: OutgoingMessage) -> None:
+        """The producer's queue is full: serve it until `m` fits, or time is up."""
         deadline = time.monotonic() + self.timeout_s
         while True:
+            producer.poll(0.05)
             try:
-                producer.produce(m.topic, value=m.value, key=m.key, headers=m.headers)
+                producer.produce(m.topic, m.value, m.key, headers=m.headers)
                 return
             except BufferError:
                 if time.monotonic() > deadline:
                     raise
-                producer.poll(0.05)
 
     def _abort(self, producer: Producer) -> None:
         try:
