@@ -268,6 +268,7 @@ pub fn chain_records<'py>(
     size: u64,
 ) -> PyResult<Option<Chained<'py>>> {
     if prev.len() != 64
+        || !prev.bytes().all(|b| b.is_ascii_hexdigit())
         || stack.len() != size.count_ones() as usize
         || stack.iter().any(|s| s.len() != 32)
     {

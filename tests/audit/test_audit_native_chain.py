@@ -174,6 +174,7 @@ def test_it_declines_records_that_are_not_plain_dicts_or_carry_reserved_fields()
         is None
     )
     assert chain_records([{"type": "d"}], 1, TS, "short", frontier.subtrees(), 1) is None
+    assert chain_records([{"type": "d"}], 1, TS, '"' * 64, frontier.subtrees(), 1) is None
 
 
 def test_a_log_written_by_the_compiled_loop_verifies(tmp_path: Path) -> None:
