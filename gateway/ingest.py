@@ -17,7 +17,7 @@ import orjson
 from gateway.committer import Committer
 from gateway.errors import BatchError, Overloaded, Unavailable
 from gateway.metrics import GatewayMetrics
-from gateway.native import make_records
+from gateway.native import make_records, split_array
 from gateway.pipeline import PolicyPipelines
 from gateway.record import EventRecord
 
@@ -70,25 +70,11 @@ class Ingest:
             lines = [line for line in body.split(b"\n") if line.strip()]
             records = make_records(stream, lines)
         elif media in JSON_TYPES or media.endswith("+json"):
-            try:
-                value = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise BatchError(
-                    400,
-                    "invalid_json",
-                    f"the request body is not valid JSON (line {exc.lineno}, column {exc.colno}); "
-                    "send a JSON array of event objects, or NDJSON with "
-                    "Content-Type: application/x-ndjson",
-                ) from None
-            if isinstance(value, dict):
-                value = [value]
-            if not isinstance(value, list):
-                raise BatchError(
-                    400,
-                    "not_a_batch",
-                    "the request body must be a JSON array of event objects (or one object)",
-                )
-            records = make_records(stream, value)
+            events = split_array(body)
+            if events is not None:  # an array of objects: the core reads their bytes
+                records = make_records(stream, events)
+            else:
+                records = self._parsed_records(stream, body)
         else:
             raise BatchError(
                 415,
@@ -106,6 +92,29 @@ class Ingest:
                 "are accepted per request: split it",
             )
         return records
+
+    @staticmethod
+    def _parsed_records(stream: str, body: bytes) -> list[EventRecord]:
+        """A JSON body parsed by orjson: an array of events (any JSON values), or one object."""
+        try:
+            value = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise BatchError(
+                400,
+                "invalid_json",
+                f"the request body is not valid JSON (line {exc.lineno}, column {exc.colno}); "
+                "send a JSON array of event objects, or NDJSON with "
+                "Content-Type: application/x-ndjson",
+            ) from None
+        if isinstance(value, dict):
+            value = [value]
+        if not isinstance(value, list):
+            raise BatchError(
+                400,
+                "not_a_batch",
+                "the request body must be a JSON array of event objects (or one object)",
+            )
+        return make_records(stream, value)
 
     def run_pipeline(self, stream: str, records: list[EventRecord]) -> None:
         """Run every record through the stream's pipeline (rejections recorded per record)."""

@@ -113,6 +113,15 @@ def make_records(stream: str, items: list[Any], source: str = "http") -> list[Ev
     return made
 
 
+def split_array(body: bytes) -> list[bytes] | None:
+    """A JSON-array body's events as bytes, when the compiled module is enabled and vouches
+    that orjson reads the body as an array of objects; None otherwise (parse it with orjson)."""
+    if not enabled():
+        return None
+    events: list[bytes] | None = fjordgate_native.split_array(body)
+    return events
+
+
 class NativeCore:
     """The compiled core of one pipeline: `run` finishes the records it can and returns
     the others, untouched, for the pipeline's steps."""

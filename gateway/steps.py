@@ -119,7 +119,8 @@ class Step(ABC):
 
 
 class Parse(Step):
-    """Bytes → JSON object (a JSON-array batch arrives already parsed)."""
+    """Bytes → JSON object (a JSON-array batch arrives parsed when orjson read the body,
+    as bytes when the compiled split did: `gateway.native.split_array`)."""
 
     name = "parse"
 

@@ -22,6 +22,7 @@
 //! it interpreter work per field; the goal is 3 times.
 
 mod audit;
+mod batch;
 mod detector;
 
 use std::borrow::Cow;
@@ -1834,5 +1835,6 @@ fn fjordgate_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py_redact_spans, m)?)?;
     m.add_function(wrap_pyfunction!(detector::scan_text, m)?)?;
     m.add_function(wrap_pyfunction!(audit::chain_records, m)?)?;
+    m.add_function(wrap_pyfunction!(batch::split_array, m)?)?;
     Ok(())
 }

@@ -15,7 +15,7 @@ import json
 import os
 import re
 from dataclasses import InitVar, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -608,3 +608,97 @@ def test_the_time_rule_takes_the_common_forms() -> None:
     assert fjordgate_native.iso_with_zone("2024-02-29T23:59:59+01:00")
     assert not fjordgate_native.iso_with_zone("2023-02-29T23:59:59Z")
     assert not fjordgate_native.iso_with_zone("2026-11-25T12:15:51")
+
+
+# -- JSON-array bodies split into their events' bytes (fjordgate_native.split_array) ----------
+
+_MORE_PIECES = st.sampled_from(
+    [
+        '"\\u00e5"', '"\\ud83d\\ude97"', '"\\ud800"', '"\\uZZZZ"', '"\\/"', '"\\q"', "1e400",
+        "1e99", "-1.5E-07", "1" * 320, '{"a":[1,{"b":null}]}', '[[[]]]', "\ufeff", "\x00",
+    ]
+)  # fmt: skip
+
+
+@st.composite
+def _near_batch(draw: st.DrawFn) -> bytes:
+    """A JSON array of near-JSON objects, perhaps with a piece changed anywhere."""
+    parts = draw(st.lists(_near_json().map(lambda b: b.decode()), max_size=5))
+    ws = draw(_WS)
+    text = ws + "[" + ws + ("," + ws).join(parts) + ws + "]" + draw(_WS)
+    if draw(st.integers(0, 2)) == 0:
+        at = draw(st.integers(0, len(text)))
+        piece = draw(_SYNTAX_PIECES | _VALUE_PIECES | _MORE_PIECES)
+        text = text[:at] + piece + text[at + draw(st.integers(0, 2)) :]
+    return text.encode()
+
+
+@settings(max_examples=3000)
+@given(_near_batch())
+def test_a_body_is_split_only_when_orjson_reads_it_as_an_array_of_those_objects(
+    body: bytes,
+) -> None:
+    events = fjordgate_native.split_array(body)
+    if events is None:
+        return  # parsed by orjson, as before: it decides what is invalid
+    parsed = orjson.loads(body)  # must not raise: the split vouched for the body
+    assert isinstance(parsed, list)
+    assert [orjson.loads(e) for e in events] == parsed
+    assert all(isinstance(e, dict) for e in parsed)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(_event().filter(_safe), max_size=8),
+    st.sampled_from(
+        [
+            orjson.dumps,
+            lambda v: json.dumps(v).encode(),  # \u escapes, spaces
+            lambda v: json.dumps(v, ensure_ascii=False, indent=2).encode(),
+        ]
+    ),
+)
+def test_every_batch_of_events_is_split_into_the_events_as_written(
+    events: list[dict[str, Any]], dumps: Any
+) -> None:
+    body = dumps(events)
+    split = fjordgate_native.split_array(body)
+    assert split is not None  # not vacuous: what producers send takes the compiled path
+    assert [orjson.loads(e) for e in split] == orjson.loads(body)
+    for raw in split:  # each exactly as written: a slice of the body
+        assert raw in body
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{}", b"[1]", b'[{"a":1}, 2]', b'[{"a":"\\ud800"}]', b'[{"a":1e400}]', b"\xef\xbb\xbf[]",
+        b'[{"a":"\xff"}]', b"[{}", b'[{"a":1}]x', b"[" * 600 + b"]" * 600,
+        b'[{"a":' * 600 + b"1" + b"}" * 600 + b"]",
+    ],
+    ids=lambda b: repr(b[:24]),
+)  # fmt: skip
+def test_what_the_split_declines(body: bytes) -> None:
+    assert fjordgate_native.split_array(body) is None
+
+
+def test_the_ingest_makes_the_same_records_from_a_split_body(tmp_path: Path) -> None:
+    fast, reference = _pair(_policy())
+    generator = TrafficGenerator(seed=3)
+    events = [generator.event(datetime(2026, 11, 25, 12, 0, tzinfo=UTC)) for _ in range(200)]
+    for i, event in enumerate(events):
+        event["event_id"] = f"split-{i}"
+    events[7]["note"] = "Eier 010190 12345 ringte"  # not a valid id: kept as it is
+    events[9]["speed"] = "fast"  # the wrong type: rejected
+    body = orjson.dumps(events)
+    outcomes = []
+    for split in (True, False):
+        for pipeline in (fast, reference):
+            items = native.split_array(body) if split else orjson.loads(body)
+            assert items is not None and len(items) == 200
+            records = native.make_records(STREAM, items)
+            pipeline.run_batch(records)
+            outcomes.append([_outcome(r, False) for r in records])
+    assert outcomes[0] == outcomes[1] == outcomes[2] == outcomes[3]
+    statuses = [o[0] for o in outcomes[0]]
+    assert statuses.count("pending") == 199 and statuses[9] == "rejected", statuses
