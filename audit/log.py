@@ -81,8 +81,9 @@ class _Replay:
 
 def _compiled_chain() -> Callable[..., Any] | None:
     """The compiled encode-and-chain loop (native/src/audit.rs), unless it is not built or
-    FJORDGATE_NATIVE=0. It writes the same bytes as `AuditLog._encode` and hashes with the
-    GIL released: that loop held the GIL 3.7-6.1 µs per gateway decision record."""
+    FJORDGATE_NATIVE=0. It writes the same bytes as `AuditLog._encode` and hashes a group of
+    64 KiB or more with the GIL released: that loop held the GIL 3.7-6.1 µs per gateway
+    decision record."""
     if os.environ.get("FJORDGATE_NATIVE", "1") == "0":
         return None
     try:
