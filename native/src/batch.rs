@@ -26,7 +26,7 @@ const MAX_DEPTH: usize = 512;
 const MAX_NUMBER: usize = 300;
 
 /// The end of the JSON string starting at `b[i]` (after its closing quote), escapes
-/// included; None for control characters, bad escapes and escapes of surrogates.
+/// included; None for control characters, bad escapes and unpaired surrogate escapes.
 fn string_end(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
     loop {
