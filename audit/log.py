@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import structlog
 
@@ -44,6 +44,54 @@ class AuditReceipt:
     leaf_hash: str
 
 
+class Receipts(Sequence[AuditReceipt]):
+    """The receipts of records appended in a row, made when they are read: a frozen
+    receipt per record cost 0.35 µs to make, and the gateway's committer reads none."""
+
+    __slots__ = ("_hashes", "_seq")
+
+    def __init__(self, seq: int, leaf_hashes: list[str]) -> None:
+        self._seq = seq
+        self._hashes = leaf_hashes
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+    @overload
+    def __getitem__(self, index: int) -> AuditReceipt: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Receipts: ...
+
+    def __getitem__(self, index: int | slice) -> AuditReceipt | Receipts:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self._hashes))
+            if step != 1:
+                raise ValueError("receipts are sliced with a step of 1")
+            return Receipts(self._seq + start, self._hashes[start:stop])
+        if index < 0:
+            index += len(self._hashes)
+        if not 0 <= index < len(self._hashes):
+            raise IndexError("receipt index out of range")
+        return AuditReceipt(self._seq + index, self._hashes[index])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return list(self) == list(other)
+
+    def __add__(self, other: Sequence[AuditReceipt]) -> list[AuditReceipt]:
+        return [*self, *other]  # as a list of receipts would (`receipts += more`)
+
+    def __radd__(self, other: Sequence[AuditReceipt]) -> list[AuditReceipt]:
+        return [*other, *self]
+
+    __hash__ = None  # type: ignore[assignment]  # a sequence compared by value
+
+    def __repr__(self) -> str:
+        return f"Receipts({list(self)!r})"
+
+
 @dataclass(slots=True, eq=False)
 class _Batch:
     """Records that share one write and one fsync.
@@ -56,7 +104,7 @@ class _Batch:
     turn: threading.Condition
     settled: threading.Condition
     records: list[Mapping[str, Any]] = field(default_factory=list)
-    receipts: list[AuditReceipt | AuditError] = field(default_factory=list)
+    receipts: Sequence[AuditReceipt | AuditError] = field(default_factory=list)
     error: BaseException | None = None
     action: Callable[[], None] | None = None  # a control step committed instead of records
     finished: bool = False
@@ -360,11 +408,13 @@ class AuditLog:
         """Append one record; returns once it is fsynced. Raises RecordRejected or LogClosed."""
         return self._submit([record])[0]
 
-    def append_many(self, records: Iterable[Mapping[str, Any]]) -> list[AuditReceipt]:
+    def append_many(self, records: Iterable[Mapping[str, Any]]) -> Sequence[AuditReceipt]:
         """Append several records in one group commit (one write, one fsync)."""
         return self._submit(list(records), whole=True)
 
-    def _submit(self, records: list[Mapping[str, Any]], whole: bool = False) -> list[AuditReceipt]:
+    def _submit(
+        self, records: list[Mapping[str, Any]], whole: bool = False
+    ) -> Sequence[AuditReceipt]:
         if not records:
             return []
         for record in records:
@@ -396,7 +446,10 @@ class AuditLog:
                     "committing its batch was interrupted; retry it"
                 ) from batch.error
             raise LogClosed(self._closed_message()) from batch.error
-        results = batch.receipts[start : start + len(records)]
+        receipts = batch.receipts
+        if type(receipts) is Receipts:  # the compiled loop's: it refuses no record
+            return receipts[start : start + len(records)]
+        results = receipts[start : start + len(records)]
         for result in results:
             if isinstance(result, AuditError):
                 raise result
@@ -568,7 +621,7 @@ class AuditLog:
 
     def _commit_records(
         self, records: Sequence[Mapping[str, Any]], *, reason: str, force_tree_head: bool = False
-    ) -> list[AuditReceipt | AuditError]:
+    ) -> Sequence[AuditReceipt | AuditError]:
         """Encode, chain and write `records` with one write and one fsync (the committing
         thread only)."""
         if self._segment_bytes > 0 and (
@@ -578,7 +631,7 @@ class AuditLog:
             self._seal_segment()
         ts = utc_timestamp(self._clock())
         out = bytearray()
-        results: list[AuditReceipt | AuditError]
+        results: Sequence[AuditReceipt | AuditError]
         frontier = self._frontier
         seq = frontier.size
         chained = None
@@ -589,7 +642,7 @@ class AuditLog:
             lines, leaf_hashes, subtrees = chained
             self._frontier = MerkleFrontier.from_subtrees(seq + len(leaf_hashes), subtrees)
             self._prev = leaf_hashes[-1]
-            results = [AuditReceipt(seq + n, h) for n, h in enumerate(leaf_hashes)]
+            results = Receipts(seq, leaf_hashes)
             out += lines
         else:
             results = self._encode(records, seq, ts, out)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from audit import AuditLog, RecordRejected, SigningKey, verify_log
 from audit.log import AuditReceipt
 from audit.merkle import MerkleFrontier
+from audit.segments import list_segments
 
 fjordgate_native = pytest.importorskip("fjordgate_native")
 chain_records = fjordgate_native.chain_records
@@ -192,3 +193,31 @@ def test_a_log_written_by_the_compiled_loop_verifies(tmp_path: Path) -> None:
     report = verify_log(tmp_path / "audit", [key.public_key])
     assert report.problem is None, report.problem
     assert report.records == 1_002  # log_created and ours
+
+
+def test_receipts_of_the_compiled_loop_are_made_when_read(tmp_path: Path) -> None:
+    log = AuditLog.open(tmp_path / "audit", SigningKey.generate())
+    receipts = log.append_many([{"type": "decision", "n": n} for n in range(5)])
+    single = log.append({"type": "decision", "n": 5})
+    log.close()
+    assert isinstance(single, AuditReceipt) and single.seq == 6
+    assert len(receipts) == 5
+    assert [r.seq for r in receipts] == [1, 2, 3, 4, 5]
+    assert receipts[-1] == receipts[4] == AuditReceipt(5, receipts[4].leaf_hash)
+    assert list(receipts[1:3]) == [receipts[1], receipts[2]]
+    assert receipts == list(receipts) and receipts != list(receipts)[:4]
+    more = [single]
+    joined = receipts + more  # as with a list of receipts
+    assert joined == [*receipts, single] and isinstance(joined, list)
+    assert more + receipts == [single, *receipts]
+    with pytest.raises(IndexError):
+        receipts[5]
+    lines = [
+        line
+        for _, path in list_segments(tmp_path / "audit")
+        for line in path.read_bytes().splitlines()
+        if b'"type":"decision"' in line
+    ]
+    assert [hashlib.sha256(b"\x00" + line).hexdigest() for line in lines] == [
+        r.leaf_hash for r in [*receipts, single]
+    ]
