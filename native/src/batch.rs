@@ -79,51 +79,47 @@ fn hex_unit(b: &[u8], i: usize) -> Option<u16> {
     u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
 }
 
+/// The end of the object or array opening at `b[i]` and closed by `close`; `item` gives
+/// the end of the member or element starting at its argument.
+fn container_end(
+    b: &[u8],
+    i: usize,
+    close: u8,
+    depth: usize,
+    item: impl Fn(usize) -> Option<usize>,
+) -> Option<usize> {
+    if depth >= MAX_DEPTH {
+        return None;
+    }
+    let mut j = skip_ws(b, i + 1);
+    if b.get(j) == Some(&close) {
+        return Some(j + 1);
+    }
+    loop {
+        j = skip_ws(b, item(j)?);
+        match *b.get(j)? {
+            b',' => j = skip_ws(b, j + 1),
+            c if c == close => return Some(j + 1),
+            _ => return None,
+        }
+    }
+}
+
 /// The end of the JSON value starting at `b[i]`, if it is one this scan vouches for.
 fn value_end(b: &[u8], i: usize, depth: usize) -> Option<usize> {
     match *b.get(i)? {
         b'"' => string_end(b, i),
-        b'{' => {
-            if depth >= MAX_DEPTH {
+        b'{' => container_end(b, i, b'}', depth, |j| {
+            if b.get(j) != Some(&b'"') {
                 return None;
             }
-            let mut j = skip_ws(b, i + 1);
-            if b.get(j) == Some(&b'}') {
-                return Some(j + 1);
-            }
-            loop {
-                if b.get(j) != Some(&b'"') {
-                    return None;
-                }
-                j = skip_ws(b, string_end(b, j)?);
-                if b.get(j) != Some(&b':') {
-                    return None;
-                }
-                j = skip_ws(b, value_end(b, skip_ws(b, j + 1), depth + 1)?);
-                match b.get(j)? {
-                    b',' => j = skip_ws(b, j + 1),
-                    b'}' => return Some(j + 1),
-                    _ => return None,
-                }
-            }
-        }
-        b'[' => {
-            if depth >= MAX_DEPTH {
+            let colon = skip_ws(b, string_end(b, j)?);
+            if b.get(colon) != Some(&b':') {
                 return None;
             }
-            let mut j = skip_ws(b, i + 1);
-            if b.get(j) == Some(&b']') {
-                return Some(j + 1);
-            }
-            loop {
-                j = skip_ws(b, value_end(b, j, depth + 1)?);
-                match b.get(j)? {
-                    b',' => j = skip_ws(b, j + 1),
-                    b']' => return Some(j + 1),
-                    _ => return None,
-                }
-            }
-        }
+            value_end(b, skip_ws(b, colon + 1), depth + 1)
+        }),
+        b'[' => container_end(b, i, b']', depth, |j| value_end(b, j, depth + 1)),
         b't' => literal_end(b, i, b"true"),
         b'f' => literal_end(b, i, b"false"),
         b'n' => literal_end(b, i, b"null"),
