@@ -4,9 +4,9 @@
 //! `orjson.loads` of a 500-event body made a dict, its strings and numbers for every
 //! event, which the core then read back; the core reads an event's bytes as fast
 //! (the NDJSON path). Measured in one process on the bench's events, the whole ingest
-//! (parse, records, pipeline) took 0.43-0.88× the time from the events' bytes as from
-//! the loaded dicts (8 alternating sets); the scan costs 0.22 µs per event and runs
-//! with the GIL released for large bodies.
+//! (parse, records, pipeline) took 0.43-0.88× (busy machine) and 0.71-0.91× (quiet)
+//! the time from the events' bytes as from the loaded dicts, in alternating sets; the
+//! scan costs 0.22 µs per event and runs with the GIL released for large bodies.
 //!
 //! It answers only when orjson would accept the whole body and every element is an
 //! object: it checks the JSON grammar, and declines (None) whatever orjson might read
