@@ -637,7 +637,7 @@ class AuditLog:
         chained = None
         if self._chain is not None and records:
             group = records if type(records) is list else list(records)
-            chained = self._chain(group, seq, ts, self._prev, frontier.subtrees(), seq)
+            chained = self._chain(group, seq, ts, self._prev, frontier.subtrees())
         if chained is not None:
             lines, leaf_hashes, subtrees = chained
             self._frontier = MerkleFrontier.from_subtrees(seq + len(leaf_hashes), subtrees)

@@ -3,8 +3,8 @@
 //! Per record the Python loop merges `seq`, `ts` and `prev` into a copy of the record,
 //! encodes it as canonical JSON (orjson, sorted keys), hashes the line (RFC 6962 leaf),
 //! appends the hash to the Merkle frontier and makes the next record's `prev`. It held
-//! the GIL for all of it: 3.7 µs per gateway decision record (1.4 kB), a sixth of the
-//! served gateway's GIL time per event (py-spy --gil, bench/gateway's load). Here the
+//! the GIL for all of it: 3.7-6.1 µs per gateway decision record (1.4 kB), about a
+//! quarter of the served gateway's GIL time (py-spy --gil, bench/gateway's load). Here the
 //! lines are written with the GIL held, each with a hole where its `prev` goes, and the
 //! hashing, which must run in order (each `prev` is the hash of the line before), runs
 //! with the GIL released (groups of 64 KiB and more), beside the event loop.
@@ -15,7 +15,7 @@
 //! Whatever this encoder does not write exactly as orjson does (floats it cannot
 //! reproduce, integers beyond 64 bits, subclasses, non-string keys, strings with lone
 //! surrogates, nesting deeper than orjson allows) makes it return None, and the Python
-//! loop encodes the batch instead. tests/audit/test_native_chain.py holds both to the
+//! loop encodes the batch instead. tests/audit/test_audit_native_chain.py holds both to the
 //! same bytes.
 
 use pyo3::intern;
@@ -24,11 +24,12 @@ use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use sha2::{Digest, Sha256};
 
-use crate::{float_text, kind, write_str, T_BOOL, T_DICT, T_FLOAT, T_INT, T_LIST, T_NONE, T_STR};
+use crate::{
+    float_text, kind, write_str, HEX, T_BOOL, T_DICT, T_FLOAT, T_INT, T_LIST, T_NONE, T_STR,
+};
 
 const LEAF_PREFIX: u8 = 0x00;
 const NODE_PREFIX: u8 = 0x01;
-const HEX: &[u8; 16] = b"0123456789abcdef";
 /// orjson refuses nesting deeper than this (`RecursionError` → TypeError in its terms).
 const MAX_DEPTH: usize = 254;
 
@@ -250,8 +251,8 @@ type Chained<'py> = (Bound<'py, PyBytes>, Vec<String>, Vec<Bound<'py, PyBytes>>)
 /// Encode and chain a group of audit records as `AuditLog._commit_records` does: each
 /// record with `seq` (from `seq`), `ts` and `prev` (the hex leaf hash of the line before,
 /// `prev` for the first), as canonical JSON lines each ended by a newline; each line's
-/// leaf hash appended to the Merkle frontier given by its perfect-subtree roots `stack`
-/// (largest first) and leaf count `size`.
+/// leaf hash appended to the Merkle frontier of the `seq` records before, given by its
+/// perfect-subtree roots `stack` (largest first).
 ///
 /// Returns (the lines, each record's leaf hash in hex, the frontier's new stack), or None
 /// when a record is not an exact dict or holds a value this encoder does not write as
@@ -265,18 +266,17 @@ pub fn chain_records<'py>(
     ts: &str,
     prev: &str,
     stack: Vec<Vec<u8>>,
-    size: u64,
 ) -> PyResult<Option<Chained<'py>>> {
     if prev.len() != 64
         || !prev.bytes().all(|b| b.is_ascii_hexdigit())
-        || stack.len() != size.count_ones() as usize
+        || stack.len() != seq.count_ones() as usize
         || stack.iter().any(|s| s.len() != 32)
     {
         return Ok(None);
     }
     let mut out: Vec<u8> = Vec::with_capacity(records.len() * 1_500);
-    // (line start, hole) per record
-    let mut lines: Vec<(usize, usize)> = Vec::with_capacity(records.len());
+    // (line start, hole, line end without its newline) per record
+    let mut lines: Vec<(usize, usize, usize)> = Vec::with_capacity(records.len());
     for (n, record) in records.iter().enumerate() {
         let Ok(dict) = record.downcast_exact::<PyDict>() else {
             return Ok(None);
@@ -294,10 +294,10 @@ pub fn chain_records<'py>(
             ("ts", Extra::Str(ts)),
             ("prev", Extra::Hole),
         ];
-        match write_dict(dict, &extra, &mut out, 1) {
-            Some(hole) => lines.push((start, hole)),
-            None => return Ok(None),
-        }
+        let Some(hole) = write_dict(dict, &extra, &mut out, 1) else {
+            return Ok(None);
+        };
+        lines.push((start, hole, out.len()));
         out.push(b'\n');
     }
     let first_prev = prev.as_bytes().to_vec();
@@ -306,15 +306,9 @@ pub fn chain_records<'py>(
         let mut stack = stack;
         let mut prev = first_prev;
         let mut hexes = Vec::with_capacity(lines.len());
-        let ends: Vec<usize> = lines
-            .iter()
-            .skip(1)
-            .map(|l| l.0)
-            .chain([out.len()])
-            .collect();
-        for (size, ((start, hole), end)) in (size + 1..).zip(lines.iter().zip(ends)) {
-            out[*hole..*hole + 64].copy_from_slice(&prev);
-            let line = &out[*start..end - 1]; // without its newline
+        for (size, &(start, hole, end)) in (seq + 1..).zip(&lines) {
+            out[hole..hole + 64].copy_from_slice(&prev);
+            let line = &out[start..end];
             let mut hasher = Sha256::new();
             hasher.update([LEAF_PREFIX]);
             hasher.update(line);

@@ -18,7 +18,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::{literal_end, needs_escape, number_end, skip_ws};
+use crate::{literal_end, number_end, plain_run_end, skip_ws};
 
 /// orjson refuses nesting deeper than 1024; well short of it, the scan declines.
 const MAX_DEPTH: usize = 512;
@@ -30,13 +30,7 @@ const MAX_NUMBER: usize = 300;
 fn string_end(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
     loop {
-        // Eight bytes at a time while none is a quote, a backslash or a control byte.
-        while let Some(word) = b.get(j..j + 8) {
-            if needs_escape(u64::from_le_bytes(word.try_into().expect("eight bytes"))) {
-                break;
-            }
-            j += 8;
-        }
+        j = plain_run_end(b, j);
         match *b.get(j)? {
             b'"' => return Some(j + 1),
             b'\\' => {

@@ -224,7 +224,6 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
         };
         out.extend_from_slice(&bytes[start..i]);
         if escaped.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
             out.extend_from_slice(b"\\u00");
             out.push(HEX[usize::from(b >> 4)]);
             out.push(HEX[usize::from(b & 15)]);
@@ -236,6 +235,23 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Lower-case hex digits, for `\u00XX` escapes and hex digests.
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// The first index from `j` where the 8-byte word holding it has a byte that
+/// `needs_escape` (or fewer than 8 bytes remain): the plain run of a JSON string is
+/// skipped eight bytes at a time (nearly every string is all plain).
+#[inline]
+fn plain_run_end(b: &[u8], mut j: usize) -> usize {
+    while let Some(word) = b.get(j..j + 8) {
+        if needs_escape(u64::from_le_bytes(word.try_into().expect("eight bytes"))) {
+            break;
+        }
+        j += 8;
+    }
+    j
 }
 
 /// Whether a byte of `word` is below 0x20, `"` or `\`. Exact, not a filter: the "has a
@@ -418,14 +434,8 @@ fn string_end(b: &[u8], i: usize) -> Option<usize> {
     if b.get(i) != Some(&b'"') {
         return None;
     }
-    let mut j = i + 1;
     // Eight bytes at a time up to the word holding the quote (or an escape).
-    while let Some(word) = b.get(j..j + 8) {
-        if needs_escape(u64::from_le_bytes(word.try_into().expect("eight bytes"))) {
-            break;
-        }
-        j += 8;
-    }
+    let mut j = plain_run_end(b, i + 1);
     loop {
         match *b.get(j)? {
             b'"' => return Some(j + 1),

@@ -46,7 +46,7 @@ def frontier_of(size: int) -> MerkleFrontier:
 
 def both(records: list[dict[str, Any]], size: int, prev: str) -> tuple[Any, Any]:
     frontier = frontier_of(size)
-    native = chain_records(records, size, TS, prev, frontier.subtrees(), size)
+    native = chain_records(records, size, TS, prev, frontier.subtrees())
     return native, python_chain(records, size, prev, frontier)
 
 
@@ -152,9 +152,9 @@ def test_a_gateway_decision_group_is_written_alike() -> None:
 def test_it_declines_what_it_does_not_write_as_orjson_does(value: Any) -> None:
     frontier = frontier_of(3)
     records = [{"type": "decision", "ok": 1}, {"type": "decision", "value": value}]
-    assert chain_records(records, 3, TS, "0" * 64, frontier.subtrees(), 3) is None
+    assert chain_records(records, 3, TS, "0" * 64, frontier.subtrees()) is None
     assert (
-        chain_records([{"type": "decision", "x": [value]}], 3, TS, "0" * 64, frontier.subtrees(), 3)
+        chain_records([{"type": "decision", "x": [value]}], 3, TS, "0" * 64, frontier.subtrees())
         is None
     )
 
@@ -166,16 +166,15 @@ def test_it_declines_records_that_are_not_plain_dicts_or_carry_reserved_fields()
         {"type": "d", "prev": "x"},
         {"type": "d", "ts": ""},
     ):
-        assert chain_records([record], 1, TS, "0" * 64, frontier.subtrees(), 1) is None
+        assert chain_records([record], 1, TS, "0" * 64, frontier.subtrees()) is None
     deep: Any = "leaf"
     for _ in range(300):
         deep = [deep]
     assert (
-        chain_records([{"type": "d", "deep": deep}], 1, TS, "0" * 64, frontier.subtrees(), 1)
-        is None
+        chain_records([{"type": "d", "deep": deep}], 1, TS, "0" * 64, frontier.subtrees()) is None
     )
-    assert chain_records([{"type": "d"}], 1, TS, "short", frontier.subtrees(), 1) is None
-    assert chain_records([{"type": "d"}], 1, TS, '"' * 64, frontier.subtrees(), 1) is None
+    assert chain_records([{"type": "d"}], 1, TS, "short", frontier.subtrees()) is None
+    assert chain_records([{"type": "d"}], 1, TS, '"' * 64, frontier.subtrees()) is None
 
 
 def test_a_log_written_by_the_compiled_loop_verifies(tmp_path: Path) -> None:
