@@ -11,7 +11,7 @@ from audit.errors import (
     RecordRejected,
 )
 from audit.keys import PublicKey, SigningKey
-from audit.log import AuditLog, AuditReceipt
+from audit.log import AuditLog, AuditReceipt, CanonicalRecord
 from audit.proofs import check_proof, prove_consistency, prove_inclusion
 from audit.report import AuditReport, build_report
 from audit.tree_head import SignedTreeHead
@@ -22,6 +22,7 @@ __all__ = [
     "AuditLog",
     "AuditReceipt",
     "AuditReport",
+    "CanonicalRecord",
     "KeyFileError",
     "KeyringError",
     "LogClosed",

@@ -16,13 +16,14 @@ import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import structlog
 from confluent_kafka import Consumer, KafkaException, Producer
 
 from audit.canonical import canonical_json
+from audit.log import CanonicalRecord
 from gateway.committer import AuditSink
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline import PolicyPipelines, Topics
@@ -117,7 +118,7 @@ class KafkaIngress:
         # Audit records already durable for messages whose transaction did not commit:
         # reprocessing such a message with the same decision does not append it again,
         # so a decision is recorded once per event however often the gateway retries.
-        self._audited_uncommitted: dict[Position, dict[str, Any]] = {}
+        self._audited_uncommitted: dict[Position, Mapping[str, Any]] = {}
         self.pairs_abandoned = 0
 
     def start(self) -> None:
@@ -297,12 +298,12 @@ class KafkaIngress:
 
     def _append_audits(
         self, records: list[EventRecord], positions: list[Position]
-    ) -> list[tuple[Position, dict[str, Any]]]:
+    ) -> list[tuple[Position, Mapping[str, Any]]]:
         """Append the batch's audit records durably, except those already appended for the
         same message with the same decision by an attempt that did not commit."""
-        audited: list[tuple[Position, dict[str, Any]]] = []
+        audited: list[tuple[Position, Mapping[str, Any]]] = []
         remembered = self._audited_uncommitted
-        fresh: list[dict[str, Any]] = []
+        fresh: list[Mapping[str, Any]] = []
         for position, r in zip(positions, records, strict=True):
             if r.audit is None:
                 continue
@@ -315,7 +316,7 @@ class KafkaIngress:
             self.metrics.audit_fsync_seconds.observe(time.perf_counter() - started)
         return audited
 
-    def _remember_audits(self, audited: list[tuple[Position, dict[str, Any]]]) -> None:
+    def _remember_audits(self, audited: list[tuple[Position, Mapping[str, Any]]]) -> None:
         if len(self._audited_uncommitted) + len(audited) > MAX_REMEMBERED_AUDITS:
             self._audited_uncommitted.clear()  # re-appended if reprocessed: at least once
         self._audited_uncommitted.update(audited)
@@ -341,9 +342,16 @@ class KafkaIngress:
         producer.commit_transaction(self.timeout_s)
 
 
-def _same_record(before: dict[str, Any] | None, now: dict[str, Any]) -> bool:
+def _same_record(before: Mapping[str, Any] | None, now: Mapping[str, Any]) -> bool:
     """Whether two audit records are the same, as the log would write them: records of
-    memoised decisions hold pre-encoded JSON fragments, which compare by identity."""
+    memoised decisions hold pre-encoded JSON fragments, which compare by identity, or
+    are encoded already (`CanonicalRecord`, from the compiled core)."""
     if before is None:
         return False
-    return before == now or canonical_json(before) == canonical_json(now)
+    return before == now or _encoded(before) == _encoded(now)
+
+
+def _encoded(record: Mapping[str, Any]) -> bytes:
+    if type(record) is CanonicalRecord:
+        return record.body
+    return canonical_json(record)

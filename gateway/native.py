@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 import structlog
 
+from audit import CanonicalRecord
 from gateway import record
 from gateway.fields import nested_parts
 from gateway.pii.detector import Detector
@@ -213,6 +214,9 @@ def attach(stream: Any, steps: Sequence[Step]) -> NativeCore | None:
         "redacted": REDACTED,
         "message_cls": OutgoingMessage,
         "message_cls_fields": _bare_fields(OutgoingMessage),
+        # Its audit records already encoded (the log splices in seq, ts and prev).
+        "audit_cls": CanonicalRecord,
+        "audit_cls_fields": _bare_fields(CanonicalRecord),
         "record_cls": EventRecord,  # its fields the core reads and sets (native/src/lib.rs)
         "topic": publish.topic,
         "key_field": publish.key_field,

@@ -7,7 +7,7 @@ hot path, and each step owns the fields it sets (parse sets `event`, tag sets
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +51,8 @@ class EventRecord:
         "index",
         "message",  # the OutgoingMessage to publish
         "output",  # the minimised event
-        "pseudonyms",  # path -> pseudonym, for the audit record
+        "pseudonyms",  # path -> pseudonym, for the audit record (Python steps; the core
+        # writes them straight into its encoded audit record)
         "raw",
         "rejected",
         "source",
@@ -81,7 +82,7 @@ class EventRecord:
         self.output: dict[str, Any] | None = None
         self.pseudonyms: dict[str, str] | None = None
         self.transformed: Sequence[tuple[str, str]] = ()
-        self.audit: dict[str, Any] | None = None
+        self.audit: Mapping[str, Any] | None = None  # a dict, or a CanonicalRecord (core)
         self.message: OutgoingMessage | None = None
         self.rejected: EventRejected | None = None
         self.status = "pending"

@@ -22,6 +22,11 @@ class RecordFactory:
 
 def flat_members(text: bytes) -> list[tuple[str, str]] | None: ...
 def chain_records(
-    records: list[Any], seq: int, ts: str, prev: str, stack: list[bytes]
+    records: list[Any],
+    seq: int,
+    ts: str,
+    prev: str,
+    stack: list[bytes],
+    canonical: type | None = None,
 ) -> tuple[bytes, list[str], list[bytes]] | None: ...
 def split_array(body: bytes) -> list[bytes] | None: ...

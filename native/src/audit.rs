@@ -10,7 +10,9 @@
 //! with the GIL released (groups of 64 KiB and more), beside the event loop.
 //!
 //! `orjson.Fragment`s (the gateway's pre-encoded field decisions) are copied as orjson
-//! copies them, read at the layout a probe confirmed at first use.
+//! copies them, read at the layout a probe confirmed at first use. A record already
+//! encoded (`audit.log.CanonicalRecord`, which the gateway's core makes) is copied, with
+//! `prev`, `seq` and `ts` spliced in at its cuts.
 //!
 //! Whatever this encoder does not write exactly as orjson does (floats it cannot
 //! reproduce, integers beyond 64 bits, subclasses, non-string keys, strings with lone
@@ -25,7 +27,8 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    float_text, kind, write_str, HEX, T_BOOL, T_DICT, T_FLOAT, T_INT, T_LIST, T_NONE, T_STR,
+    float_text, kind, write_str, SlotClass, HEX, T_BOOL, T_DICT, T_FLOAT, T_INT, T_LIST, T_NONE,
+    T_STR,
 };
 
 const LEAF_PREFIX: u8 = 0x00;
@@ -35,7 +38,7 @@ const MAX_DEPTH: usize = 254;
 
 /// Write `value` as `orjson.dumps(value, option=OPT_SORT_KEYS)` would; false if this
 /// encoder does not reproduce orjson's bytes for it (nothing useful is left in `out`).
-fn write_value(value: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> bool {
+pub(crate) fn write_value(value: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> bool {
     match kind(value) {
         T_STR => match value.downcast::<PyString>().map(|s| s.to_str()) {
             Ok(Ok(text)) => {
@@ -238,6 +241,71 @@ fn write_dict(
     Some(hole)
 }
 
+/// The members the log adds, in sorted order (`CanonicalRecord.cuts` follows it).
+const SPLICED: [&str; 3] = ["prev", "seq", "ts"];
+
+/// Write an encoded record (its `parts` joined, without the spliced members) with `prev`
+/// (a hole), `seq` and `ts` each before the part its cut names; returns the hole's
+/// offset, or None if a cut is not a place for a member. A comma goes before a spliced
+/// member unless it opens the object or follows a comma, and after it when a member of
+/// the record follows at once. A member goes only before a `,` or the `}`, or before a
+/// key's `"` where it opens the object or follows a comma.
+fn splice(
+    parts: &[&[u8]],
+    cuts: [usize; 3],
+    seq: u64,
+    ts: &str,
+    out: &mut Vec<u8>,
+) -> Option<usize> {
+    let start = out.len();
+    let mut hole = 0;
+    let mut from = 0;
+    for (n, (cut, name)) in cuts.into_iter().zip(SPLICED).enumerate() {
+        if cut < from || cut > parts.len() {
+            return None;
+        }
+        for part in &parts[from..cut] {
+            out.extend_from_slice(part);
+        }
+        from = cut;
+        let next = parts[cut..].iter().find_map(|p| p.first().copied());
+        // Whether the member starts the object or follows a comma (a member's `"` may
+        // come next then, and only then).
+        let opens = match out[start..].last() {
+            Some(b'{' | b',') => true,
+            Some(_) => {
+                out.push(b',');
+                false
+            }
+            None => return None,
+        };
+        match next {
+            Some(b',' | b'}') => {}
+            Some(b'"') if opens => {}
+            _ => return None,
+        }
+        write_str(name, out);
+        out.push(b':');
+        match n {
+            0 => {
+                out.push(b'"');
+                hole = out.len();
+                out.extend_from_slice(&[b'0'; 64]);
+                out.push(b'"');
+            }
+            1 => out.extend_from_slice(seq.to_string().as_bytes()),
+            _ => write_str(ts, out),
+        }
+        if next == Some(b'"') {
+            out.push(b',');
+        }
+    }
+    for part in &parts[from..] {
+        out.extend_from_slice(part);
+    }
+    (out.last() == Some(&b'}')).then_some(hole)
+}
+
 fn hex_into(digest: &[u8], out: &mut [u8]) {
     for (i, b) in digest.iter().enumerate() {
         out[2 * i] = HEX[usize::from(b >> 4)];
@@ -254,11 +322,14 @@ type Chained<'py> = (Bound<'py, PyBytes>, Vec<String>, Vec<Bound<'py, PyBytes>>)
 /// leaf hash appended to the Merkle frontier of the `seq` records before, given by its
 /// perfect-subtree roots `stack` (largest first).
 ///
+/// A record of the exact class `canonical` (`audit.log.CanonicalRecord`: `body`, `cuts`)
+/// is copied with the log's members spliced in.
+///
 /// Returns (the lines, each record's leaf hash in hex, the frontier's new stack), or None
-/// when a record is not an exact dict or holds a value this encoder does not write as
-/// orjson does: the caller then runs the Python loop on the whole group.
+/// when a record is not an exact dict or `canonical` or holds a value this encoder does
+/// not write as orjson does: the caller then runs the Python loop on the whole group.
 #[pyfunction]
-#[pyo3(name = "chain_records")]
+#[pyo3(name = "chain_records", signature = (records, seq, ts, prev, stack, canonical = None))]
 pub fn chain_records<'py>(
     py: Python<'py>,
     records: &Bound<'py, PyList>,
@@ -266,6 +337,7 @@ pub fn chain_records<'py>(
     ts: &str,
     prev: &str,
     stack: Vec<Vec<u8>>,
+    canonical: Option<Bound<'py, PyType>>,
 ) -> PyResult<Option<Chained<'py>>> {
     if prev.len() != 64
         || !prev.bytes().all(|b| b.is_ascii_hexdigit())
@@ -277,7 +349,36 @@ pub fn chain_records<'py>(
     let mut out: Vec<u8> = Vec::with_capacity(records.len() * 1_500);
     // (line start, hole, line end without its newline) per record
     let mut lines: Vec<(usize, usize, usize)> = Vec::with_capacity(records.len());
+    let canonical = match canonical {
+        Some(cls) => Some(SlotClass::new(cls, vec!["parts".into(), "cuts".into()])?),
+        None => None,
+    };
     for (n, record) in records.iter().enumerate() {
+        if let Some(slots) = canonical.as_ref().and_then(|c| c.instance(&record)) {
+            let cuts = slots.get(1).and_then(|c| c.extract::<[usize; 3]>().ok());
+            let parts = slots.get(0);
+            let parts = parts
+                .as_ref()
+                .and_then(|p| p.downcast_exact::<PyTuple>().ok());
+            let (Some(parts), Some(cuts)) = (parts, cuts) else {
+                return Ok(None);
+            };
+            let mut held = Vec::with_capacity(parts.len());
+            for part in parts.iter() {
+                let Ok(part) = part.downcast_into_exact::<PyBytes>() else {
+                    return Ok(None);
+                };
+                held.push(part);
+            }
+            let bytes: Vec<&[u8]> = held.iter().map(|p| p.as_bytes()).collect();
+            let start = out.len();
+            let Some(hole) = splice(&bytes, cuts, seq + n as u64, ts, &mut out) else {
+                return Ok(None);
+            };
+            lines.push((start, hole, out.len()));
+            out.push(b'\n');
+            continue;
+        }
         let Ok(dict) = record.downcast_exact::<PyDict>() else {
             return Ok(None);
         };

@@ -916,12 +916,28 @@ struct PlanItem {
     op: Op,
 }
 
+/// A part of an audit record's canonical encoding (an `audit.log.CanonicalRecord`'s).
+enum AuditPiece {
+    Shared(Py<PyBytes>), // members the decision fixes, keys and punctuation
+    EventId,
+    Pseudonyms,
+}
+
+/// A decision's audit record as `CanonicalRecord` parts, with the cuts they all share.
+struct AuditParts {
+    pieces: Vec<AuditPiece>,
+    cuts: Py<PyTuple>,
+}
+
 struct Plan {
     entry: PyObject,
     items: Vec<PlanItem>,
     decision: PyObject,
     audit_base: Py<PyDict>, // the decision's shared part, with room for id and pseudonyms
     pseudonymises: bool,    // whether `audit_base` holds a `pseudonyms` key
+    // `audit_base` encoded, with places for the event's own members; None when a value
+    // of it is not one the encoder writes as orjson does (the record is then a dict).
+    audit_parts: Option<AuditParts>,
     // What the transform lists, the same for every event of the plan's shape (which
     // fields are present and which hold findings are part of the shape): made once.
     transformed: Option<Py<PyTuple>>,
@@ -952,7 +968,7 @@ struct Done<'py> {
     transformed: Bound<'py, PyTuple>,
     pseudonyms: Option<Bound<'py, PyDict>>,
     message: Bound<'py, PyAny>,
-    audit: Bound<'py, PyDict>,
+    audit: Bound<'py, PyAny>,
 }
 
 /// The fast path of one pipeline. Built by gateway/native.py from the pipeline's steps.
@@ -985,6 +1001,8 @@ struct Core {
     whole: Py<PyString>,
     message_cls: SlotClass,
     record_cls: SlotClass,
+    audit_cls: SlotClass, // audit.log.CanonicalRecord
+    audit_buf: Vec<u8>,
     // The pseudonymisers' caches (Op::Hmac's `cache` is an index).
     token_caches: Caches<PyString>,
     // Span redactions per field, (findings, result) by text, each with the transform
@@ -1076,6 +1094,8 @@ impl Core {
             own_redact: item(cfg, "own_redact")?,
             whole: item(cfg, "redacted")?,
             message_cls: slot_class(cfg, "message_cls", &MESSAGE_FIELDS)?,
+            audit_cls: slot_class(cfg, "audit_cls", &["parts", "cuts"])?,
+            audit_buf: Vec::with_capacity(256),
             // Only read and set, never made by its __init__'s order: the names alone.
             record_cls: SlotClass::new(
                 item(cfg, "record_cls")?,
@@ -1363,7 +1383,8 @@ impl Core {
         // transform, and the minimised event written as orjson writes it
         // The transformed list is made for the first event of the plan only.
         let transformed = plan_ref.transformed.is_none().then(|| PyList::empty(py));
-        let mut pseudonyms: Option<Bound<'py, PyDict>> = None;
+        // (path, pseudonym) per pseudonymised field, for the audit record
+        let mut tokens: Vec<(&str, Bound<'py, PyString>)> = Vec::new();
         let mut out = std::mem::take(&mut self.out_buf); // its capacity kept across events
         out.clear();
         let mut key: Option<KeyText<'_, 'py>> = None;
@@ -1432,9 +1453,7 @@ impl Core {
                     let Ok(token) = token.downcast_into_exact::<PyString>() else {
                         return Ok(None);
                     };
-                    pseudonyms
-                        .get_or_insert_with(|| PyDict::new(py))
-                        .set_item(path, &token)?;
+                    tokens.push((&step.path_text, token.clone()));
                     if let Some(t) = &transformed {
                         t.append(&step.change)?;
                     }
@@ -1562,15 +1581,41 @@ impl Core {
         )?;
         self.out_buf = out;
 
-        // audit: the decision's shared part, this event's id and pseudonyms
-        let audit = plan_ref.audit_base.bind(py).copy()?;
-        audit.set_item(intern!(py, "event_id"), &event_id)?;
-        match &pseudonyms {
-            Some(p) => audit.set_item(intern!(py, "pseudonyms"), p)?,
-            // Not reached (every pseudonymised field is in the shape): as the step does.
-            None if plan_ref.pseudonymises => audit.del_item(intern!(py, "pseudonyms"))?,
-            None => {}
-        }
+        // audit: the decision's shared part, this event's id and pseudonyms. A record
+        // already encoded (CanonicalRecord) when the decision's part could be; the
+        // pseudonyms are then in it, and the record has no dict of them.
+        let mut buf = std::mem::take(&mut self.audit_buf);
+        let parts = match &plan_ref.audit_parts {
+            // (Without pseudonyms, not reached: every pseudonymised field is in the shape.)
+            Some(parts) if tokens.is_empty() != plan_ref.pseudonymises => {
+                audit_record_parts(parts, &event_id, &mut tokens, &mut buf)
+                    .map(|own| (own, parts.cuts.bind(py).clone()))
+            }
+            _ => None,
+        };
+        self.audit_buf = buf;
+        let mut pseudonyms = None;
+        let audit = match parts {
+            Some((own, cuts)) => self
+                .audit_cls
+                .make(py, [PyTuple::new(py, own)?.into_any(), cuts.into_any()])?,
+            None => {
+                let audit = plan_ref.audit_base.bind(py).copy()?;
+                audit.set_item(intern!(py, "event_id"), &event_id)?;
+                if !tokens.is_empty() {
+                    let dict = PyDict::new(py);
+                    for (path, token) in &tokens {
+                        dict.set_item(path, token)?;
+                    }
+                    audit.set_item(intern!(py, "pseudonyms"), &dict)?;
+                    pseudonyms = Some(dict);
+                } else if plan_ref.pseudonymises {
+                    // As the step does (not reached, as above).
+                    audit.del_item(intern!(py, "pseudonyms"))?;
+                }
+                audit.into_any()
+            }
+        };
         let transformed = match &plan_ref.transformed {
             Some(shared) => shared.bind(py).clone(),
             None => {
@@ -1704,6 +1749,7 @@ impl Core {
             entry: entry.unbind(),
             items: plan_items,
             decision,
+            audit_parts: audit_parts(&audit_base)?,
             audit_base: audit_base.unbind(),
             pseudonymises,
             transformed: None,
@@ -1782,6 +1828,112 @@ impl Core {
         slots.set(R_MESSAGE, done.message);
         Ok(())
     }
+}
+
+/// A decision's audit record (with `event_id` and, when it pseudonymises, `pseudonyms`
+/// as placeholders) as the parts of its canonical encoding, keys sorted as orjson's
+/// OPT_SORT_KEYS sorts them; None when a value is not one `audit::write_value` writes.
+fn audit_parts(base: &Bound<'_, PyDict>) -> PyResult<Option<AuditParts>> {
+    let py = base.py();
+    let mut members: Vec<(String, Option<Bound<'_, PyAny>>)> = Vec::with_capacity(base.len() + 3);
+    for (key, value) in base.iter() {
+        let Ok(key) = key.downcast_exact::<PyString>() else {
+            return Ok(None);
+        };
+        let key = key.to_str()?.to_owned();
+        if matches!(key.as_str(), "prev" | "seq" | "ts") {
+            return Ok(None); // not a decision record the log would take
+        }
+        members.push((key, Some(value)));
+    }
+    for name in ["prev", "seq", "ts"] {
+        members.push((name.to_owned(), None)); // where the log splices its members
+    }
+    members.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut pieces = Vec::new();
+    let mut cuts = Vec::with_capacity(3);
+    let mut run = vec![b'{'];
+    let flush = |run: &mut Vec<u8>, pieces: &mut Vec<AuditPiece>| {
+        if !run.is_empty() {
+            pieces.push(AuditPiece::Shared(PyBytes::new(py, run).unbind()));
+            run.clear();
+        }
+    };
+    let mut first = true;
+    for (key, value) in &members {
+        let Some(value) = value else {
+            flush(&mut run, &mut pieces);
+            cuts.push(pieces.len());
+            continue;
+        };
+        if !first {
+            run.push(b',');
+        }
+        first = false;
+        write_str(key, &mut run);
+        run.push(b':');
+        let own = match key.as_str() {
+            "event_id" => Some(AuditPiece::EventId),
+            "pseudonyms" if value.is_none() => Some(AuditPiece::Pseudonyms),
+            _ => None,
+        };
+        match own {
+            Some(piece) => {
+                flush(&mut run, &mut pieces);
+                pieces.push(piece);
+            }
+            None => {
+                if !audit::write_value(value, &mut run, 1) {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+    run.push(b'}');
+    flush(&mut run, &mut pieces);
+    Ok(Some(AuditParts {
+        pieces,
+        cuts: PyTuple::new(py, cuts)?.unbind(),
+    }))
+}
+
+/// An event's `CanonicalRecord` parts from its decision's; None when a text is not valid
+/// UTF-8 (a lone surrogate: the record is then a dict, which the log refuses as orjson
+/// does).
+fn audit_record_parts<'py>(
+    parts: &AuditParts,
+    event_id: &Bound<'py, PyString>,
+    pseudonyms: &mut [(&str, Bound<'py, PyString>)],
+    buf: &mut Vec<u8>,
+) -> Option<Vec<Bound<'py, PyAny>>> {
+    let py = event_id.py();
+    let mut out = Vec::with_capacity(parts.pieces.len());
+    for piece in &parts.pieces {
+        buf.clear();
+        match piece {
+            AuditPiece::Shared(bytes) => {
+                out.push(bytes.bind(py).clone().into_any());
+                continue;
+            }
+            AuditPiece::EventId => write_str(event_id.to_str().ok()?, buf),
+            AuditPiece::Pseudonyms => {
+                // A dict of them, its keys sorted (a field is pseudonymised once).
+                pseudonyms.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                buf.push(b'{');
+                for (i, (path, token)) in pseudonyms.iter().enumerate() {
+                    if i > 0 {
+                        buf.push(b',');
+                    }
+                    write_str(path, buf);
+                    buf.push(b':');
+                    write_str(token.to_str().ok()?, buf);
+                }
+                buf.push(b'}');
+            }
+        }
+        out.push(PyBytes::new(py, buf).into_any());
+    }
+    Some(out)
 }
 
 /// What the core takes of an event's bytes, for the tests: `flat_members` and every

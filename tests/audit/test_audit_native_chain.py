@@ -1,6 +1,7 @@
 """The compiled encode-and-chain loop (`fjordgate_native.chain_records`) against the log's
 Python loop (`AuditLog._encode`), its reference: the same lines, leaf hashes and Merkle
-frontier, byte for byte; and whatever it does not write as orjson does, it declines."""
+frontier, byte for byte; and whatever it does not write as orjson does, it declines.
+Records already encoded (`CanonicalRecord`) are written as their mappings would be."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit import AuditLog, RecordRejected, SigningKey, verify_log
+from audit import AuditLog, CanonicalRecord, RecordRejected, SigningKey, verify_log
+from audit.canonical import canonical_json
 from audit.log import AuditReceipt
 from audit.merkle import MerkleFrontier
 from audit.segments import list_segments
@@ -180,7 +182,7 @@ def test_it_declines_records_that_are_not_plain_dicts_or_carry_reserved_fields()
 def test_a_log_written_by_the_compiled_loop_verifies(tmp_path: Path) -> None:
     key = SigningKey.generate()
     log = AuditLog.open(tmp_path / "audit", key, tree_head_every=100)
-    assert log._chain is chain_records
+    assert log._chain is not None and log._chain.func is chain_records  # type: ignore[attr-defined]
     receipts = log.append_many(
         [{"type": "decision", "event_id": f"e-{n}", "speed": 50.5 + n} for n in range(1_000)]
     )
@@ -219,4 +221,131 @@ def test_receipts_of_the_compiled_loop_are_made_when_read(tmp_path: Path) -> Non
     ]
     assert [hashlib.sha256(b"\x00" + line).hexdigest() for line in lines] == [
         r.leaf_hash for r in [*receipts, single]
+    ]
+
+
+# -- records already encoded ------------------------------------------------------------------
+
+
+def encoded_both(
+    records: list[dict[str, Any]], size: int, prev: str
+) -> tuple[Any, tuple[bytes, list[str], list[bytes]]]:
+    """The compiled loop on the records encoded (every other one, so that a group mixes
+    both kinds), beside the Python loop on the records as they are."""
+    frontier = frontier_of(size)
+    mixed = [CanonicalRecord.of(r) if n % 2 == 0 else r for n, r in enumerate(records)]
+    native = chain_records(mixed, size, TS, prev, frontier.subtrees(), canonical=CanonicalRecord)
+    return native, python_chain(records, size, prev, frontier_of(size))
+
+
+@settings(max_examples=400, deadline=None)
+@given(records_st, st.integers(min_value=0, max_value=70), st.binary(min_size=32, max_size=32))
+def test_encoded_records_are_written_as_the_records_themselves(
+    records: list[dict[str, Any]], size: int, seed: bytes
+) -> None:
+    # Keys sort before, between and after the spliced prev, seq and ts (and type is
+    # always there): the cuts fall at the start, in the middle and at the end.
+    native, python = encoded_both(records, size, seed.hex())
+    if native is None:
+        unwritable = [v for v in _leaves(records) if isinstance(v, float)]
+        assert any(fjordgate_native.float_text(v) is None for v in unwritable), records
+        return
+    assert (native[0], native[1], native[2]) == python
+    # And the Python loop, given them encoded, decodes them to the same lines.
+    encoded = [CanonicalRecord.of(r) for r in records]
+    assert python_chain(encoded, size, seed.hex(), frontier_of(size)) == python  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"type": "d"},  # every cut before the first member
+        {"type": "d", "a": 1},
+        {"type": "d", "zz": [1, {"b": None}]},  # every cut between two members
+        {"type": "d", "q": "x", "s": 2, "tt": 3.5, "u": {}},  # one cut between each pair
+        {"type": "d", "prevx": 1, "seqa": 2, "tsz": 3, "a": "é ✓ \u2028"},
+    ],
+    ids=repr,
+)
+def test_a_record_encoded_splices_prev_seq_and_ts_in_order(record: dict[str, Any]) -> None:
+    encoded = CanonicalRecord.of(record)
+    assert encoded.body == canonical_json(record)
+    native, python = encoded_both([record, record], 5, "ab" * 32)
+    assert native is not None and (native[0], native[1], native[2]) == python
+    first = native[0].splitlines()[0]
+    assert first == canonical_json({**record, "seq": 5, "ts": TS, "prev": "ab" * 32})
+
+
+def test_encoded_records_it_cannot_place_are_declined() -> None:
+    good = CanonicalRecord.of({"type": "d", "a": 1, "z": 2})
+    frontier = frontier_of(2)
+    assert chain_records([good], 2, TS, "0" * 64, frontier.subtrees(), canonical=CanonicalRecord)
+    # Without the class it is not a dict: declined.
+    assert chain_records([good], 2, TS, "0" * 64, frontier.subtrees()) is None
+    body = good.body  # {"a":1,"type":"d","z":2}
+    for parts, cuts in [
+        ((body,), (0, 1, 1)),  # before the brace
+        ((body[:3], body[3:]), (1, 1, 1)),  # inside a member's key
+        ((body[:5], body[5:]), (1, 1, 1)),  # between a name and its value
+        ((body[:6], body[6:]), (1, 1, 0)),  # out of order
+        ((body[:6], body[6:]), (1, 1, 3)),  # past the last part
+        ((body[:6], "not bytes"), (1, 1, 1)),
+        ((body[:-1],), (1, 1, 1)),  # no closing brace
+    ]:
+        bad = CanonicalRecord(parts, cuts)  # type: ignore[arg-type]
+        assert (
+            chain_records(
+                [good, bad], 2, TS, "0" * 64, frontier.subtrees(), canonical=CanonicalRecord
+            )
+            is None
+        ), (parts, cuts)
+
+
+def test_an_encoded_record_reads_as_its_mapping_and_shows_nothing_of_it() -> None:
+    record = {"type": "decision", "event_id": "e-1", "pseudonyms": {"driver_id": "ps1:k:x"}}
+    encoded = CanonicalRecord.of({**record, "fields": orjson.Fragment(b'[{"path":"plate"}]')})
+    assert encoded["event_id"] == "e-1" and encoded["fields"] == [{"path": "plate"}]
+    assert len(encoded) == 4 and sorted(encoded) == ["event_id", "fields", "pseudonyms", "type"]
+    assert encoded == {**record, "fields": [{"path": "plate"}]}
+    assert encoded == CanonicalRecord.of({**record, "fields": [{"path": "plate"}]})
+    assert encoded != CanonicalRecord.of(record) and encoded != record and encoded != "x"
+    assert "e-1" not in repr(encoded) and "ps1" not in repr(encoded)
+    for bad, message in [
+        ({"event_id": "e"}, "non-empty string field 'type'"),
+        ({"type": "decision", "seq": 1}, "the log assigns itself"),
+        ({"type": "tree_head"}, "reserved"),
+        ({"type": "decision", "x": {1, 2}}, "not JSON-serialisable"),
+    ]:
+        with pytest.raises(RecordRejected, match=message):
+            CanonicalRecord.of(bad)
+
+
+def test_a_log_of_encoded_records_verifies_and_holds_the_same_lines(tmp_path: Path) -> None:
+    records = [
+        {"type": "decision", "event_id": f"e-{n}", "speed": 50.5 + n, "zone": "Oslo"}
+        for n in range(600)
+    ]
+    lines = []
+    for name, group in [
+        ("dicts", records),
+        ("encoded", [CanonicalRecord.of(r) for r in records]),
+    ]:
+        key = SigningKey.generate()
+        log = AuditLog.open(tmp_path / name, key, tree_head_every=100)
+        receipts = log.append_many(group)
+        log.close()
+        assert [r.seq for r in receipts] == list(range(1, 601))
+        report = verify_log(tmp_path / name, [key.public_key])
+        assert report.problem is None, report.problem
+        lines.append(
+            [
+                orjson.loads(line)
+                for _, path in list_segments(tmp_path / name)
+                for line in path.read_bytes().splitlines()
+                if b'"type":"decision"' in line
+            ]
+        )
+    # The same records (ts and prev differ between the two logs: time and keys).
+    assert [{k: v for k, v in r.items() if k not in ("ts", "prev")} for r in lines[1]] == [
+        {k: v for k, v in r.items() if k not in ("ts", "prev")} for r in lines[0]
     ]
