@@ -15,6 +15,11 @@ no cost in code, and uvicorn runs in-process in a thread, which the embedded
 demo needs; granian would add a dependency for no measured gain. End to end
 with Kafka (`gateway serve`, two pairs of runs), granian's embedded server
 took 0.90-0.97x uvicorn's events/s: no gain either.
+
+uvicorn runs with uvloop and httptools (gateway/server.py). Against asyncio's
+loop and h11 (2026-12-04): the same events/s for 500-event batches on the
+embedded gateway (0.99x), 1.31x for one event per request, and 1.04x and 1.08x
+end to end with Kafka (two pairs).
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ Run: .venv/bin/python -m bench.gateway [--quick]
    floor `orjson.loads` + `orjson.dumps` of the same event (goal ≤ 3×), as
    shipped (the compiled core, gateway/native.py) and with the Python steps only.
 2. servers: the same embedded gateway (audit fsync + local-log fsync) behind
-   the shipped plain ASGI app under uvicorn and under granian, and behind
-   Starlette under uvicorn: events/s of 500-event batches.
+   the shipped plain ASGI app under uvicorn (uvloop and httptools, as shipped;
+   asyncio's loop and h11) and under granian, and behind Starlette under
+   uvicorn: events/s of 500-event batches.
 3. end to end, Kafka: `fjordgate gateway serve` (HTTP batch → audit fsync →
    Kafka transaction) events/s against a raw confluent-kafka producer sending
    the same bytes to the same broker (goal ≥ 0.5×), and against a bare
@@ -312,9 +313,15 @@ def bench_servers(seconds: float, events: int) -> str:
         "PYTHONPATH": str(ROOT),
     }
     uvicorn = [sys.executable, "-m", "uvicorn", "bench.gateway.apps:app", "--log-level", "warning"]
+    shipped_server = [*uvicorn, "--no-access-log", "--loop", "uvloop", "--http", "httptools"]
     configs: list[tuple[str, list[str], str]] = [
-        ("uvicorn + plain ASGI (shipped)", [*uvicorn, "--no-access-log"], "plain"),
-        ("uvicorn + Starlette", [*uvicorn, "--no-access-log"], "starlette"),
+        ("uvicorn (uvloop, httptools) + plain ASGI (shipped)", shipped_server, "plain"),
+        (
+            "uvicorn (asyncio loop, h11) + plain ASGI",
+            [*uvicorn, "--no-access-log", "--loop", "asyncio", "--http", "h11"],
+            "plain",
+        ),
+        ("uvicorn (uvloop, httptools) + Starlette", shipped_server, "starlette"),
     ]
     if importlib.util.find_spec("granian") is not None:
         granian = [sys.executable, "-m", "granian", "--interface", "asgi", "--workers", "1"]
