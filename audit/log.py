@@ -51,9 +51,9 @@ class CanonicalRecord(Mapping[str, Any]):
     Made by `CanonicalRecord.of`, which checks the record as the log checks a mapping, or
     by the gateway's compiled core for its decision records (gateway/native.py, held to
     the Python steps' records byte for byte by tests/gateway/test_native.py): encoding a
-    decision record of 12 members held the served gateway's GIL 2.1 µs per event, more
-    than the compiled pipeline's whole decision. Read as a mapping, it is decoded on each
-    access (tests, explain), which is slow but exact.
+    decision record of 12 members held the served gateway's GIL about 2 µs per event,
+    half as long as the compiled pipeline. Read as a mapping, it is decoded on each
+    access (tests, tools), which is slow but exact.
     """
 
     parts: tuple[bytes, ...]
