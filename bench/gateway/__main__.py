@@ -506,6 +506,19 @@ def _metric(url: str, name: str) -> float:
     raise RuntimeError(f"metric {name} not found")
 
 
+# The gateway's histograms of a group's commit and its two halves (gateway/metrics.py).
+_GROUP_TIMES = ("commit", "audit_fsync", "publish")
+
+
+def _group_times(url: str) -> dict[str, float]:
+    """Sums and counts so far of the histograms in `_GROUP_TIMES`."""
+    return {
+        f"{name}_{part}": _metric(url, f"fjordgate_{name}_seconds_{part}")
+        for name in _GROUP_TIMES
+        for part in ("sum", "count")
+    }
+
+
 class _Served:
     """`fjordgate gateway serve` in a subprocess, on the given broker."""
 
@@ -561,18 +574,26 @@ def bench_kafka(seconds: float, events: int, rate: int, clients: Sequence[int]) 
             drive(served.url, served.key, bodies[used : used + 4], 30, threads=1)
             used += 4
             for count in clients if lanes == shipped_lanes else clients[:1]:
-                groups = _metric(served.url, "fjordgate_publish_seconds_count")
+                before = _group_times(served.url)
                 cpu = _cpu_seconds(served.proc.pid), _cpu_seconds(broker.pid)
                 acked, elapsed, statuses = drive(
                     served.url, served.key, bodies[used:], seconds, threads=count
                 )
                 if used + -(-acked // BATCH) >= len(bodies):
                     raise RuntimeError(f"the bench ran out of bodies ({len(bodies)}): raise it")
-                groups = _metric(served.url, "fjordgate_publish_seconds_count") - groups
+                after = _group_times(served.url)
+                spent = {k: after[k] - before[k] for k in after}
+                groups = spent["publish_count"]
+                # Mean milliseconds per group of the commit and its two halves.
+                mean_ms = {
+                    name: 1000 * spent[f"{name}_sum"] / max(spent[f"{name}_count"], 1)
+                    for name in _GROUP_TIMES
+                }
                 runs[lanes, count] = {
                     "rate": acked / elapsed,
                     "answers": statuses,
                     "per_group": acked / max(groups, 1),
+                    "group_ms": mean_ms,
                     "gateway_cpu": (_cpu_seconds(served.proc.pid) - cpu[0]) / max(acked, 1),
                     "broker_cpu": (_cpu_seconds(broker.pid) - cpu[1]) / max(acked, 1),
                 }
@@ -654,13 +675,29 @@ def bench_kafka(seconds: float, events: int, rate: int, clients: Sequence[int]) 
         )
         + "\n"
     )
+    groups_table = _table(
+        "Where a group's commit goes (the gateway's histograms, mean ms per group): the "
+        "audit append (encode, hash, write, fsync, and waiting for another lane's), then "
+        "the Kafka transaction (produce, commit)",
+        ["run", "events per group", "commit ms", "audit append ms", "Kafka transaction ms"],
+        [
+            [
+                f"{lanes} lane(s), {count} clients",
+                f"{run['per_group']:,.0f}",
+                f"{run['group_ms']['commit']:.1f}",
+                f"{run['group_ms']['audit_fsync']:.1f}",
+                f"{run['group_ms']['publish']:.1f}",
+            ]
+            for (lanes, count), run in runs.items()
+        ],
+    )
     latency = _table(
         f"Latency at a fixed rate of {rate:,} events/s (100-event batches), request to "
         f"response, {shipped_lanes} lanes",
         ["p50 ms", "p99 ms", "requests"],
         [[f"{p50 * 1000:.1f}", f"{p99 * 1000:.1f}", str(len(latencies))]],
     )
-    return throughput + "\n" + latency
+    return throughput + "\n" + groups_table + "\n" + latency
 
 
 def main() -> None:
