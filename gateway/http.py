@@ -17,9 +17,10 @@ with Kafka (`gateway serve`, two pairs of runs), granian's embedded server
 took 0.90-0.97x uvicorn's events/s: no gain either.
 
 uvicorn runs with uvloop and httptools (gateway/server.py). Against asyncio's
-loop and h11 (2026-12-04): the same events/s for 500-event batches on the
-embedded gateway (0.99x), 1.31x for one event per request, and 1.04x and 1.08x
-end to end with Kafka (two pairs).
+loop and h11 (2026-12-04, two runs of the bench's server table): 1.31x and 1.20x
+the events/s for one event per request on the embedded gateway, 1.01x and 0.86x
+for 500-event batches (that row drifts 15% between runs here), and 1.04x and
+1.08x end to end with Kafka (two pairs).
 """
 
 from __future__ import annotations
