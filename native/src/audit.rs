@@ -190,6 +190,32 @@ enum Extra<'a> {
     Hole,
 }
 
+/// The members the log adds to record `seq` of a group, in sorted order (the order of a
+/// `CanonicalRecord`'s cuts).
+fn log_members(seq: u64, ts: &str) -> [(&'static str, Extra<'_>); 3] {
+    [
+        ("prev", Extra::Hole),
+        ("seq", Extra::Int(seq)),
+        ("ts", Extra::Str(ts)),
+    ]
+}
+
+/// Write an extra member's value; returns the hole's offset for `Extra::Hole`.
+fn write_extra(value: &Extra<'_>, out: &mut Vec<u8>) -> Option<usize> {
+    match value {
+        Extra::Int(v) => out.extend_from_slice(v.to_string().as_bytes()),
+        Extra::Str(s) => write_str(s, out),
+        Extra::Hole => {
+            out.push(b'"');
+            let hole = out.len();
+            out.extend_from_slice(&[b'0'; 64]);
+            out.push(b'"');
+            return Some(hole);
+        }
+    }
+    None
+}
+
 /// Write a dict with its keys sorted, `extra` members merged in (a key of the dict that
 /// is also an extra is not reached: the log rejects such records before). Returns the
 /// offset of the hole's first byte (or 0 if there is none), None if not reproducible.
@@ -224,43 +250,30 @@ fn write_dict(
             if !write_value(value, out, depth) {
                 return None;
             }
-        } else {
-            match &extra[n - members.len()].1 {
-                Extra::Int(v) => out.extend_from_slice(v.to_string().as_bytes()),
-                Extra::Str(s) => write_str(s, out),
-                Extra::Hole => {
-                    out.push(b'"');
-                    hole = out.len();
-                    out.extend_from_slice(&[b'0'; 64]);
-                    out.push(b'"');
-                }
-            }
+        } else if let Some(at) = write_extra(&extra[n - members.len()].1, out) {
+            hole = at;
         }
     }
     out.push(b'}');
     Some(hole)
 }
 
-/// The members the log adds, in sorted order (`CanonicalRecord.cuts` follows it).
-const SPLICED: [&str; 3] = ["prev", "seq", "ts"];
-
-/// Write an encoded record (its `parts` joined, without the spliced members) with `prev`
-/// (a hole), `seq` and `ts` each before the part its cut names; returns the hole's
-/// offset, or None if a cut is not a place for a member. A comma goes before a spliced
+/// Write an encoded record (its `parts` joined, without the log's members) with each of
+/// `extra` (`log_members`: `prev`, a hole, `seq` and `ts`) before the part its cut names;
+/// returns the hole's offset, or None if a cut is not a place for a member. A comma goes before a spliced
 /// member unless it opens the object or follows a comma, and after it when a member of
 /// the record follows at once. A member goes only before a `,` or the `}`, or before a
 /// key's `"` where it opens the object or follows a comma.
 fn splice(
     parts: &[&[u8]],
     cuts: [usize; 3],
-    seq: u64,
-    ts: &str,
+    extra: &[(&str, Extra<'_>); 3],
     out: &mut Vec<u8>,
 ) -> Option<usize> {
     let start = out.len();
     let mut hole = 0;
     let mut from = 0;
-    for (n, (cut, name)) in cuts.into_iter().zip(SPLICED).enumerate() {
+    for (cut, (name, value)) in cuts.into_iter().zip(extra) {
         if cut < from || cut > parts.len() {
             return None;
         }
@@ -286,15 +299,8 @@ fn splice(
         }
         write_str(name, out);
         out.push(b':');
-        match n {
-            0 => {
-                out.push(b'"');
-                hole = out.len();
-                out.extend_from_slice(&[b'0'; 64]);
-                out.push(b'"');
-            }
-            1 => out.extend_from_slice(seq.to_string().as_bytes()),
-            _ => write_str(ts, out),
+        if let Some(at) = write_extra(value, out) {
+            hole = at;
         }
         if next == Some(b'"') {
             out.push(b',');
@@ -322,7 +328,7 @@ type Chained<'py> = (Bound<'py, PyBytes>, Vec<String>, Vec<Bound<'py, PyBytes>>)
 /// leaf hash appended to the Merkle frontier of the `seq` records before, given by its
 /// perfect-subtree roots `stack` (largest first).
 ///
-/// A record of the exact class `canonical` (`audit.log.CanonicalRecord`: `body`, `cuts`)
+/// A record of the exact class `canonical` (`audit.log.CanonicalRecord`: `parts`, `cuts`)
 /// is copied with the log's members spliced in.
 ///
 /// Returns (the lines, each record's leaf hash in hex, the frontier's new stack), or None
@@ -354,6 +360,7 @@ pub fn chain_records<'py>(
         None => None,
     };
     for (n, record) in records.iter().enumerate() {
+        let extra = log_members(seq + n as u64, ts);
         if let Some(slots) = canonical.as_ref().and_then(|c| c.instance(&record)) {
             let cuts = slots.get(1).and_then(|c| c.extract::<[usize; 3]>().ok());
             let parts = slots.get(0);
@@ -372,7 +379,7 @@ pub fn chain_records<'py>(
             }
             let bytes: Vec<&[u8]> = held.iter().map(|p| p.as_bytes()).collect();
             let start = out.len();
-            let Some(hole) = splice(&bytes, cuts, seq + n as u64, ts, &mut out) else {
+            let Some(hole) = splice(&bytes, cuts, &extra, &mut out) else {
                 return Ok(None);
             };
             lines.push((start, hole, out.len()));
@@ -390,11 +397,6 @@ pub fn chain_records<'py>(
             }
         }
         let start = out.len();
-        let extra = [
-            ("seq", Extra::Int(seq + n as u64)),
-            ("ts", Extra::Str(ts)),
-            ("prev", Extra::Hole),
-        ];
         let Some(hole) = write_dict(dict, &extra, &mut out, 1) else {
             return Ok(None);
         };
