@@ -14,6 +14,7 @@ from audit.keys import PublicKey, SigningKey
 from audit.log import AuditLog, AuditReceipt, CanonicalRecord
 from audit.proofs import check_proof, prove_consistency, prove_inclusion
 from audit.report import AuditReport, build_report
+from audit.shared import SharedIndex, SharedMembers, resolved
 from audit.tree_head import SignedTreeHead
 from audit.verify import Problem, VerificationReport, verify_directory, verify_log
 
@@ -31,6 +32,8 @@ __all__ = [
     "ProofError",
     "PublicKey",
     "RecordRejected",
+    "SharedIndex",
+    "SharedMembers",
     "SignedTreeHead",
     "SigningKey",
     "VerificationReport",
@@ -39,6 +42,7 @@ __all__ = [
     "check_proof",
     "prove_consistency",
     "prove_inclusion",
+    "resolved",
     "verify_directory",
     "verify_log",
 ]

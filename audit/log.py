@@ -26,6 +26,7 @@ from audit.errors import AuditError, LogClosed, LogCorrupted, RecordRejected
 from audit.keys import SigningKey
 from audit.merkle import LEAF_PREFIX, MerkleFrontier, leaf_hash
 from audit.segments import LOCK_FILE, list_segments, segment_name, split_entries
+from audit.shared import SHARED, SharedMembers
 from audit.tree_head import TREE_HEAD_TYPE, SignedTreeHead
 
 FORMAT = "fjordgate-audit/1"
@@ -33,7 +34,7 @@ GENESIS_PREV = "0" * 64
 RESERVED_FIELDS = frozenset({"seq", "ts", "prev"})
 LOG_CREATED = "log_created"
 SIGNING_KEY_ROTATION = "signing_key_rotation"
-RESERVED_TYPES = frozenset({TREE_HEAD_TYPE, LOG_CREATED, SIGNING_KEY_ROTATION})
+RESERVED_TYPES = frozenset({TREE_HEAD_TYPE, LOG_CREATED, SIGNING_KEY_ROTATION, SHARED})
 
 _log = structlog.get_logger(__name__)
 
@@ -53,31 +54,35 @@ class CanonicalRecord(Mapping[str, Any]):
     the Python steps' records byte for byte by tests/gateway/test_native.py): encoding a
     decision record of 12 members held the served gateway's GIL about 2 µs per event,
     half as long as the compiled pipeline. Read as a mapping, it is decoded on each
-    access (tests, tools), which is slow but exact.
+    access (tests, tools), which is slow but exact. `shared` is what its member `shared`
+    names (audit/shared.py), when it has one.
     """
 
     parts: tuple[bytes, ...]
     cuts: tuple[int, int, int]
+    shared: SharedMembers | None = None
 
     @classmethod
     def of(cls, record: Mapping[str, Any]) -> CanonicalRecord:
         """`record` encoded; raises RecordRejected as `AuditLog.append` would."""
         _check_record(record)
         keys = sorted(record)  # orjson's sort: by code point, which is UTF-8 byte order
+        shared = record.get(SHARED)
         body = bytearray(b"{")
         ends = []
         for key in keys:
             if len(body) > 1:
                 body += b","
+            value = shared.ref if key == SHARED and shared is not None else record[key]
             try:
-                body += canonical_json(key) + b":" + canonical_json(record[key])
+                body += canonical_json(key) + b":" + canonical_json(value)
             except TypeError as exc:
                 raise RecordRejected(f"record is not JSON-serialisable ({exc})") from None
             ends.append(len(body))
         body += b"}"
         at = [ends[n - 1] if n else 1 for n in (bisect.bisect(keys, k) for k in _SPLICED)]
         parts = (body[: at[0]], body[at[0] : at[1]], body[at[1] : at[2]], body[at[2] :])
-        return cls(tuple(bytes(p) for p in parts), (1, 2, 3))
+        return cls(tuple(bytes(p) for p in parts), (1, 2, 3), shared)
 
     @property
     def body(self) -> bytes:
@@ -242,6 +247,7 @@ def _check_record(record: Mapping[str, Any]) -> None:
         and "seq" not in record  # RESERVED_FIELDS, spelled out (the test goes through them)
         and "ts" not in record
         and "prev" not in record
+        and (SHARED not in record or type(record[SHARED]) is SharedMembers)
     ):
         return  # the common case, decided without the ABC check and a set intersection
     if not isinstance(record, Mapping):
@@ -258,6 +264,11 @@ def _check_record(record: Mapping[str, Any]) -> None:
         raise RecordRejected(
             f"record of type {kind!r} sets {sorted(clash)}, which the log assigns itself; "
             "leave them out"
+        )
+    if SHARED in record and not isinstance(record[SHARED], SharedMembers):
+        raise RecordRejected(
+            f"record of type {kind!r}: the member {SHARED!r} names members written once per "
+            "segment; give an audit.SharedMembers there"
         )
 
 
@@ -315,6 +326,7 @@ class AuditLog:
         self._segment_fd = -1
         self._segment_bytes = 0
         self._segment_started = 0.0  # set when a segment is opened
+        self._shared_written: set[str] = set()  # refs of the shared members in this segment
         self._latest_tree_head: SignedTreeHead | None = None
         self._lock_fd = -1
         self._ticker: threading.Thread | None = None
@@ -474,6 +486,8 @@ class AuditLog:
         fd = os.open(path, flags, 0o640)
         self._segment_fd = fd
         self._segment_bytes = os.fstat(fd).st_size
+        # Reopened, it may hold definitions already; a second one of a ref is the same.
+        self._shared_written = set()
         if new:
             self._segment_started = self._clock().timestamp()
             # A new file is durable only once its directory entry is.
@@ -710,6 +724,7 @@ class AuditLog:
             or self._clock().timestamp() - self._segment_started >= self._segment_max_age
         ):
             self._seal_segment()
+        records, defined = self._with_shared(records)
         ts = utc_timestamp(self._clock())
         out = bytearray()
         results: Sequence[AuditReceipt | AuditError]
@@ -723,10 +738,11 @@ class AuditLog:
             lines, leaf_hashes, subtrees = chained
             self._frontier = MerkleFrontier.from_subtrees(seq + len(leaf_hashes), subtrees)
             self._prev = leaf_hashes[-1]
-            results = Receipts(seq, leaf_hashes)
+            # The receipts are the caller's records', not the definitions' before them.
+            results = Receipts(seq + defined, leaf_hashes[defined:] if defined else leaf_hashes)
             out += lines
         else:
-            results = self._encode(records, seq, ts, out)
+            results = self._encode(records, seq, ts, out)[defined:]
         uncovered = self._frontier.size - self._covered
         if uncovered >= self._tree_head_every:
             out += self._tree_head_line("count")
@@ -738,6 +754,33 @@ class AuditLog:
         if out:
             self._write(bytes(out))
         return results
+
+    def _with_shared(
+        self, records: Sequence[Mapping[str, Any]]
+    ) -> tuple[Sequence[Mapping[str, Any]], int]:
+        """`records` after the definitions of the shared members they name that this segment
+        does not hold yet, with references in place of `SharedMembers` in dicts; and how
+        many definitions come first."""
+        definitions: list[Mapping[str, Any]] = []
+        written = self._shared_written
+        plain: list[Mapping[str, Any]] | None = None
+        for index, record in enumerate(records):
+            if type(record) is CanonicalRecord:
+                shared = record.shared
+            else:
+                shared = record.get(SHARED)
+                if shared is not None:
+                    if plain is None:
+                        plain = list(records)
+                    plain[index] = {**record, SHARED: shared.ref}
+            if shared is not None and shared.ref not in written:
+                written.add(shared.ref)
+                definitions.append(shared.definition())
+        if plain is not None:
+            records = plain
+        if definitions:
+            return [*definitions, *records], len(definitions)
+        return records, 0
 
     def _encode(
         self, records: Sequence[Mapping[str, Any]], seq: int, ts: str, out: bytearray

@@ -12,6 +12,7 @@ from audit.errors import ProofError
 from audit.keys import PublicKey
 from audit.merkle import consistency_proof, inclusion_proof, leaf_hash, verify_consistency
 from audit.merkle import verify_inclusion as merkle_verify_inclusion
+from audit.shared import SHARED, shared_ref
 from audit.tree_head import SignedTreeHead
 from audit.verify import VerificationReport, verify_log
 
@@ -30,12 +31,26 @@ class ProofCheck:
 
 def _verified(
     directory: Path, public_keys: list[PublicKey], seq: int | None = None
-) -> tuple[VerificationReport, dict[str, Any] | None]:
+) -> tuple[VerificationReport, dict[str, Any] | None, dict[str, Any] | None]:
+    """The log verified, record `seq` and the definition of the shared members it names
+    (the last one before it in its segment)."""
     found: dict[str, Any] = {}
+    definitions: dict[str, dict[str, Any]] = {}  # ref -> record, in the segment being read
+    segment_read = [""]
 
-    def keep(record: dict[str, Any], _segment: str, _offset: int) -> None:
+    def keep(record: dict[str, Any], segment: str, _offset: int) -> None:
+        if segment != segment_read[0]:
+            segment_read[0] = segment
+            definitions.clear()
+        if record["type"] == SHARED and seq is not None and record["seq"] < seq:
+            definitions[record["ref"]] = record
         if record["seq"] == seq:
             found.update(record)
+            ref = record.get(SHARED)
+            if isinstance(ref, str):  # the verifier holds it to a definition before it
+                found_shared.update(definitions[ref])
+
+    found_shared: dict[str, Any] = {}
 
     report = verify_log(
         directory, public_keys, visitor=keep if seq is not None else None, keep_leaves=True
@@ -49,7 +64,7 @@ def _verified(
         )
     if report.latest_tree_head is None:
         raise ProofError(f"{directory}: the log has no signed tree head yet")
-    return report, (found or None)
+    return report, (found or None), (found_shared or None)
 
 
 def _key_for(report: VerificationReport, head: SignedTreeHead) -> str:
@@ -60,7 +75,7 @@ def prove_inclusion(
     directory: Path, seq: int, public_keys: list[PublicKey] | None = None
 ) -> dict[str, Any]:
     """An inclusion proof of record `seq` against the latest signed tree head covering it."""
-    report, record = _verified(directory, public_keys or [], seq)
+    report, record, definition = _verified(directory, public_keys or [], seq)
     head = report.latest_tree_head
     assert head is not None
     if record is None or seq >= head.tree_size:
@@ -68,17 +83,31 @@ def prove_inclusion(
             f"record seq {seq} is not covered by the latest signed tree head "
             f"(tree size {head.tree_size}); sequence numbers run from 0 to {head.tree_size - 1}"
         )
-    path = inclusion_proof(seq, report.leaves[: head.tree_size])
-    return {
+    document = {
         "kind": INCLUSION,
         "log_id": report.log_id,
         "seq": seq,
         "record": record,
         "leaf_hash": report.leaves[seq].hex(),
-        "audit_path": [node.hex() for node in path],
+        "audit_path": [
+            node.hex() for node in inclusion_proof(seq, report.leaves[: head.tree_size])
+        ],
         "tree_head": head.to_dict(),
         "public_key": _key_for(report, head),
     }
+    if definition is not None:
+        # The record says why only through the shared members it names: prove them too,
+        # in the same tree (docs/audit-format.md, sections 4.1 and 9).
+        at = definition["seq"]
+        document["shared"] = {
+            "seq": at,
+            "record": definition,
+            "leaf_hash": report.leaves[at].hex(),
+            "audit_path": [
+                node.hex() for node in inclusion_proof(at, report.leaves[: head.tree_size])
+            ],
+        }
+    return document
 
 
 def prove_consistency(
@@ -89,7 +118,7 @@ def prove_consistency(
 ) -> dict[str, Any]:
     """A consistency proof between the signed tree heads of `old_size` and `new_size` records
     (the latest tree head when `new_size` is None)."""
-    report, _ = _verified(directory, public_keys or [])
+    report, _, _ = _verified(directory, public_keys or [])
     by_size = {head.tree_size: head for head in report.heads}
     new_head = by_size.get(new_size) if new_size is not None else report.latest_tree_head
     old_head = by_size.get(old_size)
@@ -173,20 +202,54 @@ def _check_inclusion(document: dict[str, Any], keys: list[PublicKey]) -> ProofCh
         return ProofCheck(False, f"tree head signature invalid: {how}", pinned)
     seq = document["seq"]
     record = document.get("record")
-    leaf = bytes.fromhex(document["leaf_hash"])
-    if record is not None and leaf_hash(canonical_json(record)) != leaf:
-        return ProofCheck(False, "the record does not hash to the proof's leaf hash", pinned)
-    if isinstance(record, dict) and record.get("seq") != seq:
-        return ProofCheck(False, "the record's seq differs from the proof's seq", pinned)
-    path = [bytes.fromhex(node) for node in document["audit_path"]]
-    if not merkle_verify_inclusion(seq, head.tree_size, leaf, path, bytes.fromhex(head.root_hash)):
-        return ProofCheck(False, "the audit path does not lead to the signed root", pinned)
+    problem = _included(document, head)
+    if problem is not None:
+        return ProofCheck(False, problem, pinned)
+    ref = record.get(SHARED) if isinstance(record, dict) else None
+    shared = document.get("shared")
+    if ref is None and shared is None:
+        return ProofCheck(
+            True,
+            f"record seq {seq} is included in the tree of {head.tree_size} records with root "
+            f"{head.root_hash}; {how}",
+            pinned,
+        )
+    if not isinstance(shared, dict) or not isinstance(shared.get("record"), dict):
+        return ProofCheck(
+            False, "the record names shared members, and the proof does not include them", pinned
+        )
+    definition = shared["record"]
+    problem = _included(shared, head, "shared members")
+    if problem is None and (definition.get("type") != SHARED or definition.get("ref") != ref):
+        problem = f"the shared members included are not the ones the record names ({ref})"
+    if problem is None and not (isinstance(shared["seq"], int) and shared["seq"] < seq):
+        problem = "the shared members must come before the record that names them"
+    if problem is None and shared_ref(definition.get("members") or {}) != ref:
+        problem = "the shared members do not hash to their ref"
+    if problem is not None:
+        return ProofCheck(False, problem, pinned)
     return ProofCheck(
         True,
-        f"record seq {seq} is included in the tree of {head.tree_size} records with root "
-        f"{head.root_hash}; {how}",
+        f"record seq {seq} and the shared members it names (seq {shared['seq']}) are included "
+        f"in the tree of {head.tree_size} records with root {head.root_hash}; {how}",
         pinned,
     )
+
+
+def _included(part: dict[str, Any], head: SignedTreeHead, what: str = "the record") -> str | None:
+    """What is wrong with `part`'s inclusion (its `seq`, `record`, `leaf_hash` and
+    `audit_path`) in the tree `head` signs, or None."""
+    seq = part["seq"]
+    record = part.get("record")
+    leaf = bytes.fromhex(part["leaf_hash"])
+    if record is not None and leaf_hash(canonical_json(record)) != leaf:
+        return f"{what} does not hash to the proof's leaf hash"
+    if isinstance(record, dict) and record.get("seq") != seq:
+        return f"{what}: the record's seq differs from the proof's seq"
+    path = [bytes.fromhex(node) for node in part["audit_path"]]
+    if not merkle_verify_inclusion(seq, head.tree_size, leaf, path, bytes.fromhex(head.root_hash)):
+        return f"{what}: the audit path does not lead to the signed root"
+    return None
 
 
 def _check_consistency(document: dict[str, Any], keys: list[PublicKey]) -> ProofCheck:

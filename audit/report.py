@@ -14,6 +14,7 @@ from audit.canonical import parse_timestamp, utc_timestamp
 from audit.keys import PublicKey
 from audit.log import SIGNING_KEY_ROTATION
 from audit.segments import instance_logs
+from audit.shared import SharedIndex
 from audit.verify import ProgressCallback, VerificationReport, verify_log
 
 LIST_LIMIT = 2000  # rows kept per event list; totals always count everything
@@ -146,8 +147,10 @@ class _Collector:
         self.instance = instance
         self.start = start
         self.end = end
+        self.shared = SharedIndex()  # sees every record: definitions may precede the period
 
     def __call__(self, record: dict[str, Any], segment: str, offset: int) -> None:
+        record = self.shared.add(record, segment)  # the verifier has checked the references
         ts = record["ts"]
         if (self.start is not None and ts < self.start) or (
             self.end is not None and ts >= self.end

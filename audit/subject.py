@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from audit.errors import KeyringError
 from audit.segments import instance_logs, list_segments, split_entries
+from audit.shared import SHARED, SharedError, SharedIndex
 from audit.tree_head import TREE_HEAD_TYPE
 
 PSEUDONYM_PREFIX = "ps1"
@@ -102,6 +103,9 @@ def subject_pseudonyms(value: str, keys: list[PseudonymKey]) -> list[str]:
     return [key.pseudonym(form) for key in keys for form in forms if form]
 
 
+_DEFINITION = b'"type":"shared"'  # in every definition's canonical JSON
+
+
 @dataclass(frozen=True)
 class SubjectMatch:
     """One record that carries one of the subject's pseudonyms."""
@@ -139,8 +143,10 @@ def find_subject(
                 progress(len(data))
             if not any(needle in data for needle in needles):
                 continue
+            shared = SharedIndex()  # a match is shown with its shared members
             for raw in split_entries(data):
-                if not raw.complete or not any(needle in raw.data for needle in needles):
+                hit = any(needle in raw.data for needle in needles)
+                if not raw.complete or not (hit or _DEFINITION in raw.data):
                     continue
                 try:
                     record = orjson.loads(raw.data)
@@ -148,6 +154,13 @@ def find_subject(
                     continue
                 if not isinstance(record, dict) or record.get("type") == TREE_HEAD_TYPE:
                     continue
-                fields = tuple(_paths_holding(record, wanted))
-                matches.append(SubjectMatch(log.name, path.name, raw.offset, record, fields))
+                try:
+                    # The search does not verify (the command verifies first): a broken
+                    # reference leaves the record as it is.
+                    resolved = shared.add(record, path.name)
+                except SharedError:
+                    resolved = record
+                if hit and record.get("type") != SHARED:
+                    fields = tuple(_paths_holding(record, wanted))
+                    matches.append(SubjectMatch(log.name, path.name, raw.offset, resolved, fields))
     return matches

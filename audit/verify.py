@@ -19,6 +19,7 @@ from audit.keys import PublicKey
 from audit.log import FORMAT, GENESIS_PREV, SIGNING_KEY_ROTATION
 from audit.merkle import LEAF_PREFIX, MerkleFrontier
 from audit.segments import instance_logs, list_segments, writer_active
+from audit.shared import SharedError, SharedIndex
 from audit.tree_head import TREE_HEAD_TYPE, SignedTreeHead
 
 _sha256 = hashlib.sha256
@@ -129,6 +130,7 @@ class _LogVerifier:
         self.witness_root: bytes | None = None
         self.sealed = False  # the last entry read is a segment's sealing tree head
         self.previous_at: tuple[str, int] | None = None  # where the last record starts
+        self.shared = SharedIndex()  # every reference names a definition before it
 
     def start_from(self, checkpoint: Checkpoint) -> None:
         """Continue after archived segments from their (already checked) checkpoint."""
@@ -196,6 +198,10 @@ class _LogVerifier:
             raise _Failed("a second log_created record", seq)
         elif record["type"] == SIGNING_KEY_ROTATION:
             self.rotation(record, seq)
+        try:
+            self.shared.add(record, segment_name)
+        except SharedError as exc:
+            raise _Failed(str(exc), seq) from None
         digest = _sha256(LEAF_PREFIX + line).digest()
         self.frontier.append(digest)
         if self.keep_leaves:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import structlog
 from confluent_kafka import Consumer, KafkaException, Producer
 
-from audit.canonical import canonical_json
+from audit.errors import RecordRejected
 from audit.log import CanonicalRecord
 from gateway.committer import AuditSink
 from gateway.metrics import GatewayMetrics
@@ -343,15 +343,20 @@ class KafkaIngress:
 
 
 def _same_record(before: Mapping[str, Any] | None, now: Mapping[str, Any]) -> bool:
-    """Whether two audit records are the same, as the log would write them: records of
-    memoised decisions hold pre-encoded JSON fragments, which compare by identity, or
-    are encoded already (`CanonicalRecord`, from the compiled core)."""
+    """Whether two audit records are the same, as the log would write them: one may be
+    encoded already (`CanonicalRecord`, from the compiled core) and the other not, and
+    records of memoised decisions name shared members (written as their reference)."""
     if before is None:
         return False
-    return before == now or _encoded(before) == _encoded(now)
+    if before == now:
+        return True
+    try:
+        return _encoded(before) == _encoded(now)
+    except RecordRejected:
+        return False  # appended again, and refused as it was the first time
 
 
 def _encoded(record: Mapping[str, Any]) -> bytes:
-    if type(record) is CanonicalRecord:
-        return record.body
-    return canonical_json(record)
+    if type(record) is not CanonicalRecord:
+        record = CanonicalRecord.of(record)
+    return record.body

@@ -923,10 +923,12 @@ enum AuditPiece {
     Pseudonyms,
 }
 
-/// A decision's audit record as `CanonicalRecord` parts, with the cuts they all share.
+/// A decision's audit record as `CanonicalRecord` parts, with the cuts they all share
+/// and the `audit.shared.SharedMembers` its member `shared` names (or None).
 struct AuditParts {
     pieces: Vec<AuditPiece>,
     cuts: Py<PyTuple>,
+    shared: PyObject,
 }
 
 struct Plan {
@@ -1094,7 +1096,7 @@ impl Core {
             own_redact: item(cfg, "own_redact")?,
             whole: item(cfg, "redacted")?,
             message_cls: slot_class(cfg, "message_cls", &MESSAGE_FIELDS)?,
-            audit_cls: slot_class(cfg, "audit_cls", &["parts", "cuts"])?,
+            audit_cls: slot_class(cfg, "audit_cls", &["parts", "cuts", "shared"])?,
             audit_buf: Vec::with_capacity(256),
             // Only read and set, never made by its __init__'s order: the names alone.
             record_cls: SlotClass::new(
@@ -1588,17 +1590,23 @@ impl Core {
         let parts = match &plan_ref.audit_parts {
             // (Without pseudonyms, not reached: every pseudonymised field is in the shape.)
             Some(parts) if tokens.is_empty() != plan_ref.pseudonymises => {
-                audit_record_parts(parts, &event_id, &mut tokens, &mut buf)
-                    .map(|own| (own, parts.cuts.bind(py).clone()))
+                audit_record_parts(parts, &event_id, &mut tokens, &mut buf).map(|own| {
+                    (
+                        own,
+                        parts.cuts.bind(py).clone(),
+                        parts.shared.bind(py).clone(),
+                    )
+                })
             }
             _ => None,
         };
         self.audit_buf = buf;
         let mut pseudonyms = None;
         let audit = match parts {
-            Some((own, cuts)) => self
-                .audit_cls
-                .make(py, [PyTuple::new(py, own)?.into_any(), cuts.into_any()])?,
+            Some((own, cuts, shared)) => self.audit_cls.make(
+                py,
+                [PyTuple::new(py, own)?.into_any(), cuts.into_any(), shared],
+            )?,
             None => {
                 let audit = plan_ref.audit_base.bind(py).copy()?;
                 audit.set_item(intern!(py, "event_id"), &event_id)?;
@@ -1860,6 +1868,7 @@ fn audit_parts(base: &Bound<'_, PyDict>) -> PyResult<Option<AuditParts>> {
         }
     };
     let mut first = true;
+    let mut shared = py.None();
     for (key, value) in &members {
         let Some(value) = value else {
             flush(&mut run, &mut pieces);
@@ -1875,6 +1884,18 @@ fn audit_parts(base: &Bound<'_, PyDict>) -> PyResult<Option<AuditParts>> {
         let own = match key.as_str() {
             "event_id" => Some(AuditPiece::EventId),
             "pseudonyms" if value.is_none() => Some(AuditPiece::Pseudonyms),
+            "shared" => {
+                // Written as its reference; the log writes the members (audit/shared.py).
+                let Ok(reference) = value.getattr(intern!(py, "ref")) else {
+                    return Ok(None);
+                };
+                let Ok(reference) = reference.downcast_exact::<PyString>() else {
+                    return Ok(None);
+                };
+                write_str(reference.to_str()?, &mut run);
+                shared = value.clone().unbind();
+                continue;
+            }
             _ => None,
         };
         match own {
@@ -1894,6 +1915,7 @@ fn audit_parts(base: &Bound<'_, PyDict>) -> PyResult<Option<AuditParts>> {
     Ok(Some(AuditParts {
         pieces,
         cuts: PyTuple::new(py, cuts)?.unbind(),
+        shared,
     }))
 }
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from audit import AuditLog, SigningKey
+from audit import AuditLog, SharedMembers, SigningKey
 
 
 @pytest.fixture
@@ -98,23 +98,27 @@ def write_sample_logs(
             roll = rng.random()
             outcome = "allow" if roll < 0.86 else "deny" if roll < 0.97 else "rejected"
             rule = rng.choice(STREAMS[stream])
+            why: dict[str, object] = {
+                "mode": "enforce",
+                "rule_ids": [rule],
+                "fields": [
+                    {
+                        "path": "subject_id",
+                        "pii_class": "national_id",
+                        "action": "pseudonymise",
+                        "rule_id": rule,
+                    }
+                ],
+                "policy_hash": "sha256:" + "3f" * 32,
+            }
             pending.append(
                 {
                     "type": "decision",
                     "stream": stream,
                     "outcome": outcome,
-                    "mode": "enforce",
                     "destination": DESTINATIONS[i % 2],
-                    "rule_ids": [rule],
-                    "fields": [
-                        {
-                            "path": "subject_id",
-                            "pii_class": "national_id",
-                            "action": "pseudonymise",
-                            "rule_id": rule,
-                        }
-                    ],
-                    "policy_hash": "sha256:" + "3f" * 32,
+                    # Half name their reasons as the gateway does (written once per segment).
+                    **({"shared": SharedMembers.of(why)} if i % 2 else why),
                     "event_id": f"evt-{n}-{i}",
                     "subjects": [f"ps1:k0a1b2c3d4e5f:{rng.getrandbits(128):032x}"],
                 }

@@ -76,9 +76,9 @@ values = st.recursive(
     max_leaves=20,
 )
 records_st = st.lists(
-    st.dictionaries(keys.filter(lambda k: k not in {"seq", "ts", "prev"}), values, max_size=6).map(
-        lambda d: {**d, "type": "decision"}
-    ),
+    st.dictionaries(
+        keys.filter(lambda k: k not in {"seq", "ts", "prev", "shared"}), values, max_size=6
+    ).map(lambda d: {**d, "type": "decision"}),
     min_size=1,
     max_size=5,
 )

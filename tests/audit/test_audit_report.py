@@ -48,6 +48,26 @@ def all_records(logs: Path) -> list[dict[str, object]]:
     return out
 
 
+def resolved_records(logs: Path) -> list[dict[str, object]]:
+    """Every record with the shared members it names in place of the reference, resolved
+    by hand: the definition earlier in the same segment whose ref is the name."""
+    out = []
+    for log in instance_logs(logs):
+        for _, path in list_segments(log):
+            defined: dict[str, dict[str, object]] = {}
+            for r in map(orjson.loads, path.read_bytes().splitlines()):
+                if r["type"] == "shared":
+                    defined[r["ref"]] = r["members"]
+                elif r["type"] != "tree_head":
+                    out.append(
+                        {
+                            **{k: v for k, v in r.items() if k != "shared"},
+                            **defined.get(r.get("shared"), {}),
+                        }
+                    )
+    return out
+
+
 def export(logs: Path, fmt: str, out: Path, *extra: str) -> str:
     result = runner.invoke(
         app, ["audit", "export", str(logs), "--format", fmt, "-o", str(out), *extra]
@@ -78,6 +98,17 @@ def test_json_totals_equal_a_brute_force_count(sample: tuple[Path, Path], tmp_pa
     ]
     assert report["placement_attestations"]["total"] == len(instance_logs(logs))
     assert report["key_rotations"]["total"] == len(instance_logs(logs))
+    # By rule: each decision's rules, read from the shared members it names where it
+    # names them (the sample writes half of them so, as the gateway does).
+    by_rule: Counter[tuple[str, str]] = Counter()
+    for r in resolved_records(logs):
+        if r["type"] == "decision":
+            rules = set(r["rule_ids"]) | {f["rule_id"] for f in r["fields"]}  # type: ignore[attr-defined]
+            by_rule.update((rule, str(r["outcome"])) for rule in rules)
+        elif r["type"] == "egress" and r.get("rule_id"):
+            by_rule[str(r["rule_id"]), str(r["outcome"])] += 1
+    assert sum(1 for r in decisions if "shared" in r) == len(decisions) // 2
+    assert {(k, o): n for k, c in report["by_rule"].items() for o, n in c.items()} == dict(by_rule)
     buckets = report["decisions_over_time"]["buckets"]
     assert sum(sum(v for k, v in b.items() if k != "start") for b in buckets) == len(decisions)
     distinct = {(r["stream"], r["event_id"]) for r in decisions if "event_id" in r}

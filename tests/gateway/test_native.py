@@ -115,13 +115,16 @@ def _outcome(record: EventRecord, compare_event: bool) -> tuple[Any, ...]:
 
 
 def _audit_bytes(audit: Any) -> bytes | None:
-    """The audit record as the log encodes it (the core's come encoded already)."""
+    """The audit record as the log encodes it (the core's come encoded already), and the
+    shared members it names as the log writes them."""
     if audit is None:
         return None
     if type(audit) is CanonicalRecord:
         assert audit.body == canonical_json(audit.decoded())  # the encoding is canonical
-        return audit.body
-    return canonical_json(audit)
+    else:
+        audit = CanonicalRecord.of(audit)
+    shared = audit.shared
+    return audit.body + (b"\n" + canonical_json(shared.definition()) if shared else b"")
 
 
 def _run_both(
@@ -145,9 +148,7 @@ def _run_both(
                 finished = len(records) - len(left)
                 # What the core finishes, it audits with a record encoded already.
                 done = {id(r) for r in left}
-                assert all(
-                    type(r.audit) is CanonicalRecord for r in records if id(r) not in done
-                )
+                assert all(type(r.audit) is CanonicalRecord for r in records if id(r) not in done)
                 fast.run_batch(left)
             else:
                 pipeline.run_batch(records)
@@ -720,3 +721,25 @@ def test_the_ingest_makes_the_same_records_from_a_split_body(tmp_path: Path) -> 
     assert outcomes[0] == outcomes[1] == outcomes[2] == outcomes[3]
     statuses = [o[0] for o in outcomes[0]]
     assert statuses.count("pending") == 199 and statuses[9] == "rejected", statuses
+
+
+def test_the_kafka_ingress_knows_a_record_again_whoever_made_it() -> None:
+    """A reprocessed message's audit record is not appended twice: the first time the
+    steps may have made it (a dict naming `SharedMembers`), the second time the core (a
+    `CanonicalRecord`), and the two are the same record as the log writes them."""
+    from gateway.kafka_ingress import _same_record
+
+    fast, reference = _pair(_policy(), source="kafka")
+    event = TrafficGenerator(seed=31).batch(1)[0]
+    event.pop("note", None)  # no free text: the decision is memoised, its record shared
+    made = []
+    for pipeline in (reference, fast, fast):  # the core finishes the second one itself
+        record = EventRecord(STREAM, 0, raw=orjson.dumps(event))
+        pipeline.run_batch([record])
+        made.append(record.audit)
+    by_steps, by_core = made[0], made[2]
+    assert type(by_steps) is dict and type(by_core) is CanonicalRecord
+    assert by_steps["shared"] == by_core.shared and by_steps != by_core
+    assert _same_record(by_steps, by_core) and _same_record(by_core, by_steps)
+    other = dict(by_steps, event_id="another")
+    assert not _same_record(other, by_core) and not _same_record(None, by_core)

@@ -225,8 +225,10 @@ def test_audit_records_hold_field_names_and_actions_never_values() -> None:
     assert r.audit["policy_hash"] == POLICY.content_hash
 
 
-def test_a_memoised_audit_record_has_the_same_canonical_bytes_as_a_fresh_one() -> None:
+def test_a_memoised_audit_record_says_what_a_fresh_one_says_naming_its_shared_members() -> None:
+    from audit import SharedMembers, resolved
     from audit.canonical import canonical_json
+    from gateway.steps import SHARED_MEMBERS
 
     events = TrafficGenerator(seed=8).batch(3)
     for event in events:
@@ -239,8 +241,13 @@ def test_a_memoised_audit_record_has_the_same_canonical_bytes_as_a_fresh_one() -
     fresh.decision, fresh.event_id, fresh.pseudonyms = last.decision, last.event_id, last.pseudonyms
     Audit(source="http", policy_hash=POLICY.content_hash, destination=DESTINATION)(fresh)
     assert fresh.audit is not None and last.audit is not None
-    assert canonical_json(last.audit) == canonical_json(fresh.audit)
-    assert orjson.loads(canonical_json(last.audit))["fields"] == fresh.audit["fields"]
+    # The memoised record names the decision's reasons; resolved, it is the fresh one.
+    shared = last.audit["shared"]
+    assert isinstance(shared, SharedMembers) and "shared" not in fresh.audit
+    assert set(shared.members) == set(SHARED_MEMBERS) - {"reasons"}  # it gave none
+    assert not set(SHARED_MEMBERS) & set(last.audit)
+    assert canonical_json(resolved(last.audit)) == canonical_json(fresh.audit)
+    assert shared.members["fields"] == fresh.audit["fields"]
 
 
 def test_audit_accounts_for_rejected_events_too() -> None:
