@@ -11,7 +11,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from audit import AuditLog, SigningKey
+from audit import AuditLog, SharedMembers, SigningKey
 from audit.archive import CHECKPOINT_FILE, archive_segments
 from audit.segments import list_segments
 from audit.verify import verify_log
@@ -24,12 +24,15 @@ def write_days(
     log_dir: Path, key: SigningKey, days: int, start: datetime, rotate_to: SigningKey | None = None
 ) -> None:
     now = [start]
+    # Every record names shared members: each segment defines them again, so the live
+    # segments still verify and resolve once the older ones are archived.
+    why = SharedMembers.of({"rule_ids": ["streams.traffic.fields.plate"]})
     with AuditLog.open(
         log_dir, key, clock=lambda: now[0], segment_max_bytes=1200, tree_head_ms=3_600_000
     ) as log:
         for i in range(days * 6):
             now[0] += timedelta(hours=4)
-            log.append({"type": "decision", "outcome": "allow", "i": i})
+            log.append({"type": "decision", "outcome": "allow", "i": i, "shared": why})
             if rotate_to is not None and i == 7:
                 log.rotate_key(rotate_to)
 
