@@ -35,6 +35,7 @@ def _verified(
     """The log verified, record `seq` and the definition of the shared members it names
     (the last one before it in its segment)."""
     found: dict[str, Any] = {}
+    found_shared: dict[str, Any] = {}
     definitions: dict[str, dict[str, Any]] = {}  # ref -> record, in the segment being read
     segment_read = [""]
 
@@ -49,8 +50,6 @@ def _verified(
             ref = record.get(SHARED)
             if isinstance(ref, str):  # the verifier holds it to a definition before it
                 found_shared.update(definitions[ref])
-
-    found_shared: dict[str, Any] = {}
 
     report = verify_log(
         directory, public_keys, visitor=keep if seq is not None else None, keep_leaves=True

@@ -97,15 +97,25 @@ class SharedIndex:
     def add(self, record: dict[str, Any], segment: str) -> dict[str, Any]:
         """`record`, read in `segment`, with its shared members in place of `shared`
         (itself when it names none); raises SharedError when the record breaks a rule."""
+        members = self.check(record, segment)
+        if members is None:
+            return record
+        value = {k: v for k, v in record.items() if k != SHARED}
+        value.update(members)
+        return value
+
+    def check(self, record: dict[str, Any], segment: str) -> dict[str, Any] | None:
+        """Take `record`, read in `segment`, as `add` does without resolving it: the
+        members it names, or None; raises SharedError when it breaks a rule."""
         if segment != self._segment:
             self._segment = segment
             self._defined = {}  # a segment holds every definition its records name
         if record.get("type") == SHARED:
             self._define(record)
-            return record
+            return None
         ref = record.get(SHARED)
         if ref is None:
-            return record
+            return None
         if not isinstance(ref, str):
             raise SharedError(f"the member {SHARED!r} must be a reference string")
         members = self._defined.get(ref)
@@ -116,9 +126,7 @@ class SharedIndex:
         clash = members.keys() & record.keys()
         if clash:
             raise SharedError(f"the record also holds its shared members {sorted(clash)}")
-        value = {k: v for k, v in record.items() if k != SHARED}
-        value.update(members)
-        return value
+        return members
 
     def _define(self, record: dict[str, Any]) -> None:
         ref, members = record.get("ref"), record.get("members")

@@ -199,7 +199,7 @@ class _LogVerifier:
         elif record["type"] == SIGNING_KEY_ROTATION:
             self.rotation(record, seq)
         try:
-            self.shared.add(record, segment_name)
+            self.shared.check(record, segment_name)
         except SharedError as exc:
             raise _Failed(str(exc), seq) from None
         digest = _sha256(LEAF_PREFIX + line).digest()
