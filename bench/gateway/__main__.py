@@ -520,7 +520,7 @@ def _warm_broker(bootstrap: str, pid: int, messages: list[Any], limit_s: float =
     5-second rounds in a row. Returns what it took, for the report.
 
     Measured on a fresh broker here: the compiler threads used 30-50% of a core for the
-    first 30 s and settled after 90-120 s, while the broker's transactional rate rose
+    first 30 s and settled after 60-120 s, while the broker's transactional rate rose
     from 53,000 to 176,000 events/s over three minutes. Measured within 25 s, the
     gateway met a broker that spent a third of a core compiling (4.3 µs of the broker's
     10.8 µs of CPU per gateway event), and the raw floor, measured last, a warmer one. A
