@@ -97,6 +97,7 @@ def doc_verifier(directory: Path, pinned_raw: bytes) -> str | None:
         if data and not data.endswith(b"\n"):
             return "torn tail"
         last: dict[str, object] = {}
+        shared: dict[str, dict[str, object]] = {}  # section 4.1: defined in this segment
         for line in data.split(b"\n")[:-1]:
             try:
                 entry = json.loads(line.decode("utf-8"))
@@ -163,6 +164,18 @@ def doc_verifier(directory: Path, pinned_raw: bytes) -> str | None:
                     return "rotation keys"
                 pending = (len(leaves), new)
                 keys.append(new)
+            if entry.get("type") == "shared":
+                members = entry.get("members")
+                canonical = json.dumps(
+                    members, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+                ).encode("utf-8")
+                if not isinstance(members, dict) or entry.get("ref") != _sha(canonical).hex()[:32]:
+                    return "shared members not their ref's"
+                shared[str(entry["ref"])] = members
+            elif "shared" in entry:
+                named = shared.get(entry["shared"]) if isinstance(entry["shared"], str) else None
+                if named is None or set(named) & set(entry):
+                    return "shared reference"
             leaf = _sha(b"\x00" + line)
             leaves.append(leaf)
             prev = leaf.hex()
@@ -194,8 +207,30 @@ def test_a_verifier_written_from_the_document_agrees_with_ours(
     assert doc_verifier(log_dir, rotated.public_key.raw) is None
     assert doc_verifier(log_dir, SigningKey.generate().public_key.raw) == "not the pinned key"
 
+    # The sample names shared members in half its decisions, in every segment it fills.
+    assert any(b'"type":"shared"' in p.read_bytes() for p in log_dir.glob("segment-*.jsonl"))
+
     tampered = tmp_path / "tampered"
     shutil.copytree(log_dir, tampered)
     segment = sorted(tampered.glob("segment-*.jsonl"))[1]
     segment.write_bytes(segment.read_bytes().replace(b'"outcome":"allow"', b'"outcome":"deny"', 1))
     assert doc_verifier(tampered, key.public_key.raw) is not None
+
+
+def test_the_document_verifier_refuses_a_reference_its_segment_does_not_define(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log whose writer (holding the key, so every hash and signature is right) names
+    shared members it never defined in the segment: section 8, step 4 refuses it."""
+    from audit import SharedMembers
+
+    key = SigningKey.generate()
+    why = SharedMembers.of({"rule_ids": ["traffic.plate"]})
+    with AuditLog.open(tmp_path / "good", key) as log:
+        log.append({"type": "decision", "outcome": "allow", "shared": why})
+    assert doc_verifier(tmp_path / "good", key.public_key.raw) is None
+    monkeypatch.setattr(AuditLog, "_with_shared", lambda self, records: (records, 0))
+    monkeypatch.setattr("audit.log._check_record", lambda record: None)
+    with AuditLog.open(tmp_path / "forged", key) as log:
+        log.append({"type": "decision", "outcome": "allow", "shared": why.ref})
+    assert doc_verifier(tmp_path / "forged", key.public_key.raw) == "shared reference"
