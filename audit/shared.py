@@ -4,8 +4,8 @@ A gateway decision record is mostly *why*: the field decisions, rule ids, reason
 policy's hash, the same for every event of one shape under one policy. The log writes
 those once per segment as a record of type `shared` (`{"members":{...},"ref":R,...}`), and
 each decision names them with the member `"shared":R` (docs/audit-format.md, section 4.1).
-Measured on the served gateway (bench/gateway): the members were half of a decision
-record's 1.5 kB, and the log's bytes, not its records, set what a group commit costs.
+Measured on the served gateway (bench/gateway): a decision record went from about 1.5 kB
+to 480 bytes, and a group's audit append from 37-42 ms to 20-27 ms.
 
 `SharedMembers` is the writer's side (the log emits the definition before the first record
 of a segment that names it); `SharedIndex` is the reader's (it checks the definitions and
@@ -31,6 +31,12 @@ class SharedError(ValueError):
     """A `shared` definition or a reference to one breaks the format's rules."""
 
 
+def _check_shareable(members: Mapping[str, Any]) -> None:
+    clash = _NOT_SHAREABLE.intersection(members)
+    if clash:
+        raise SharedError(f"shared members may not include {sorted(clash)}")
+
+
 def shared_ref(members: Mapping[str, Any]) -> str:
     """The reference of `members`: the first 32 hex digits of SHA-256 of their canonical
     JSON."""
@@ -50,9 +56,7 @@ class SharedMembers:
 
     @classmethod
     def of(cls, members: Mapping[str, Any]) -> SharedMembers:
-        clash = _NOT_SHAREABLE.intersection(members)
-        if clash:
-            raise SharedError(f"shared members may not include {sorted(clash)}")
+        _check_shareable(members)
         try:
             ref = shared_ref(members)
         except TypeError as exc:
@@ -132,9 +136,7 @@ class SharedIndex:
         ref, members = record.get("ref"), record.get("members")
         if not isinstance(ref, str) or not isinstance(members, dict):
             raise SharedError("a shared record needs a string 'ref' and an object 'members'")
-        clash = _NOT_SHAREABLE.intersection(members)
-        if clash:
-            raise SharedError(f"shared members may not include {sorted(clash)}")
+        _check_shareable(members)
         if shared_ref(members) != ref:
             raise SharedError(f"the shared record's ref {ref} is not the hash of its members")
         # The hash fixes the members: a second definition of `ref` is the same one.
