@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from gateway.committer import Committer
-from gateway.errors import PublishError, Unavailable
+from gateway.errors import EventRejected, PublishError, Unavailable
 from gateway.idempotency import EventIdIndex
 from gateway.metrics import GatewayMetrics
 from gateway.record import EventRecord, OutgoingMessage
@@ -212,3 +212,41 @@ def test_after_a_failed_commit_the_tail_is_read_before_a_retry_is_decided(
 def test_a_committer_needs_a_publisher() -> None:
     with pytest.raises(ValueError, match="at least one publisher"):
         Committer(Audit(), [], EventIdIndex(), GatewayMetrics())
+
+
+def test_one_group_mixing_new_published_repeated_unnamed_and_rejected_events() -> None:
+    """The set-based path (distinct ids, none published) and the per-record one in one group."""
+    log = SharedLog()
+    publisher = LanePublisher(log)
+    audit = Audit()
+    committer = Committer(audit, publisher, EventIdIndex(), GatewayMetrics())
+    committer.start()
+    try:
+        Submitted(committer, records("old")).wait()
+        publisher.hold.clear()
+        blocker = Submitted(committer, records("first"))
+        assert publisher.publishing.wait(WAIT_S)
+        # Queued behind the blocker, these three jobs make one group.
+        fresh = Submitted(committer, records("n1", "n2"))
+        mixed_batch = records("old", "n3", "n3", "n4", "refused")
+        mixed_batch[3].event_id = None  # an event without an id is always new
+        mixed_batch[3].audit = {"type": "decision", "event_id": None}
+        mixed_batch[4].rejected = EventRejected("denied", "policy denies it", field="ssn")
+        mixed_batch[4].message = None
+        mixed = Submitted(committer, mixed_batch)
+        late = Submitted(committer, records("n5"))
+        publisher.hold.set()
+        for job in (blocker, fresh, mixed, late):
+            assert job.wait().error is None
+    finally:
+        committer.stop()
+    assert fresh.statuses == ["accepted", "accepted"]
+    assert mixed.statuses == ["duplicate", "accepted", "duplicate", "accepted", "pending"]
+    assert late.statuses == ["accepted"]
+    assert sorted(log.committed) == sorted(["old", "first", "n1", "n2", "n3", "n4", "n5"])
+    audited = [r["event_id"] for r in audit.records]
+    # A duplicate was audited when first decided; the refusal is audited, not published.
+    assert sorted(audited, key=str) == sorted(
+        ["old", "first", "n1", "n2", "n3", None, "refused", "n5"], key=str
+    )
+    assert committer._claimed == [set()]  # every claim released
