@@ -17,7 +17,7 @@ import orjson
 from gateway.committer import Committer
 from gateway.errors import BatchError, Overloaded, Unavailable
 from gateway.metrics import GatewayMetrics
-from gateway.native import make_records, split_array
+from gateway.native import make_records, results_json, split_array
 from gateway.pipeline import PolicyPipelines
 from gateway.record import EventRecord
 
@@ -149,33 +149,12 @@ class Ingest:
             return BatchResult(503, error_body("unavailable", exc.message), exc.retry_after_s)
         return self.results(stream, records)
 
-    def _transformed_json(self, transformed: Sequence[tuple[str, str]]) -> orjson.Fragment:
-        """A record's transformed fields as the answer's JSON list, made once per distinct
-        list: events of one shape list the same fields (the compiled core hands out one
-        tuple per shape), and building and encoding a dict per field and event was a
-        tenth of the server's main thread under load (py-spy, bench/gateway)."""
-        memo = self._rendered
-        if type(transformed) is tuple:
-            hit = memo.get(id(transformed))
-            if hit is not None and hit[0] is transformed:
-                return hit[1]
-            key: Any = id(transformed)
-        else:
-            key = tuple(transformed)
-            hit = memo.get(key)
-            if hit is not None:
-                return hit[1]
-        fragment = orjson.Fragment(
-            orjson.dumps([{"field": path, "action": action} for path, action in transformed])
-        )
-        if len(memo) >= 1024:
-            memo.clear()
-        # The tuple is held with its rendering: its id cannot be reused while it is here.
-        memo[key] = (transformed, fragment)
-        return fragment
-
-    def results(self, stream: str, records: list[EventRecord]) -> BatchResult:
-        counts: Counter[str] = Counter()  # by outcome: accepted, duplicate, denied, rejected
+    def results_python(
+        self, records: list[EventRecord]
+    ) -> tuple[Counter[str], list[dict[str, Any]]]:
+        """Per event what happened, and the count per outcome (accepted, duplicate,
+        denied, rejected): the reference of the compiled `results_json`."""
+        counts: Counter[str] = Counter()
         results: list[dict[str, Any]] = []
         rendered = self._transformed_json
         for record in records:
@@ -204,6 +183,41 @@ class Ingest:
                     "transformed": rendered(record.transformed),
                 }
             )
+        return counts, results
+
+    def _transformed_json(self, transformed: Sequence[tuple[str, str]]) -> orjson.Fragment:
+        """A record's transformed fields as the answer's JSON list, made once per distinct
+        list: events of one shape list the same fields (the compiled core hands out one
+        tuple per shape), and building and encoding a dict per field and event was a
+        tenth of the server's main thread under load (py-spy, bench/gateway)."""
+        memo = self._rendered
+        if type(transformed) is tuple:
+            hit = memo.get(id(transformed))
+            if hit is not None and hit[0] is transformed:
+                return hit[1]
+            key: Any = id(transformed)
+        else:
+            key = tuple(transformed)
+            hit = memo.get(key)
+            if hit is not None:
+                return hit[1]
+        fragment = orjson.Fragment(
+            orjson.dumps([{"field": path, "action": action} for path, action in transformed])
+        )
+        if len(memo) >= 1024:
+            memo.clear()
+        # The tuple is held with its rendering: its id cannot be reused while it is here.
+        memo[key] = (transformed, fragment)
+        return fragment
+
+    def results(self, stream: str, records: list[EventRecord]) -> BatchResult:
+        written = results_json(records)
+        if written is not None:
+            data, by_outcome = written
+            counts = Counter(by_outcome)
+            results: Any = orjson.Fragment(data)
+        else:
+            counts, results = self.results_python(records)
         # One metric update per outcome and batch: a labelled child per event cost as
         # much as a pipeline step (measured with py-spy under bench/gateway's load).
         events = self.metrics.events

@@ -98,11 +98,8 @@ def enabled() -> bool:
 _factory: Any = None
 
 
-def make_records(stream: str, items: list[Any], source: str = "http") -> list[EventRecord]:
-    """`gateway.record.make_records`, made by the compiled module when it is enabled."""
+def _record_factory() -> Any:
     global _factory
-    if not enabled():
-        return record.make_records(stream, items, source)
     if _factory is None:
         fields = list(EventRecord.__slots__)
         proto = EventRecord("", 0)
@@ -110,8 +107,25 @@ def make_records(stream: str, items: list[Any], source: str = "http") -> list[Ev
         # Shared by every record it makes: immutable values only.
         assert all(type(d) in (type(None), str, int, bool) or d == () for d in defaults)
         _factory = fjordgate_native.RecordFactory(EventRecord, fields, defaults)
-    made: list[EventRecord] = _factory.make(stream, items, source, orjson.dumps)
+    return _factory
+
+
+def make_records(stream: str, items: list[Any], source: str = "http") -> list[EventRecord]:
+    """`gateway.record.make_records`, made by the compiled module when it is enabled."""
+    if not enabled():
+        return record.make_records(stream, items, source)
+    made: list[EventRecord] = _record_factory().make(stream, items, source, orjson.dumps)
     return made
+
+
+def results_json(records: list[EventRecord]) -> tuple[bytes, dict[str, int]] | None:
+    """A batch's per-event results as JSON bytes, as `gateway.ingest.Ingest.results`
+    writes them, and the count per outcome; None when the compiled module is off or a
+    record holds something it does not write (the caller builds them in Python)."""
+    if not enabled():
+        return None
+    written: tuple[bytes, dict[str, int]] | None = _record_factory().results(records)
+    return written
 
 
 def split_array(body: bytes) -> list[bytes] | None:

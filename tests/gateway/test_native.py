@@ -743,3 +743,91 @@ def test_the_kafka_ingress_knows_a_record_again_whoever_made_it() -> None:
     assert _same_record(by_steps, by_core) and _same_record(by_core, by_steps)
     other = dict(by_steps, event_id="another")
     assert not _same_record(other, by_core) and not _same_record(None, by_core)
+
+
+# -- the batch's answer: per-event results written by the compiled module
+
+
+def _ingest() -> Any:
+    from gateway.ingest import Ingest
+    from gateway.metrics import GatewayMetrics
+
+    # results() reads only the pipelines' hash, the metrics and the records.
+    pipelines = type("Pipelines", (), {"content_hash": "sha256:policy"})()
+    return Ingest(pipelines, None, GatewayMetrics())  # type: ignore[arg-type]
+
+
+_texts = st.text(st.characters(codec="utf-8"), max_size=12)
+_pairs = st.lists(st.tuples(_texts, _texts), max_size=4)
+
+
+@st.composite
+def _answered(draw: st.DrawFn) -> EventRecord:
+    from gateway.errors import EventRejected
+
+    record = EventRecord(STREAM, draw(st.integers(0, 10**12)))
+    record.event_id = draw(st.none() | _texts)
+    if draw(st.booleans()):
+        code = draw(st.sampled_from(["denied", "schema", "invalid_json"]) | _texts)
+        record.rejected = EventRejected(code, draw(_texts), field=draw(st.none() | _texts))
+        record.status = "rejected"
+    else:
+        record.status = draw(st.sampled_from(["accepted", "duplicate", "pending"]) | _texts)
+        pairs = draw(_pairs)
+        record.transformed = tuple(pairs) if draw(st.booleans()) else pairs
+    return record
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_answered(), max_size=8))
+def test_results_are_written_as_the_python_answer_encodes_them(records: list[EventRecord]) -> None:
+    counts, expected = _ingest().results_python(records)
+    written = native.results_json(records)
+    assert written is not None
+    data, by_outcome = written
+    assert data == orjson.dumps(expected)
+    assert by_outcome == dict(counts)
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda r: setattr(r, "transformed", [("path", 1)]),
+        lambda r: setattr(r, "transformed", [("path",)]),
+        lambda r: setattr(r, "transformed", {"path": "keep"}),
+        lambda r: setattr(r, "event_id", 7),
+        lambda r: setattr(r, "index", "0"),
+        lambda r: setattr(r, "status", None),
+    ],
+)
+def test_results_it_does_not_write_are_left_to_python(spoil: Any) -> None:
+    records = [EventRecord(STREAM, 0), EventRecord(STREAM, 1)]
+    spoil(records[1])
+    assert native.results_json(records) is None
+
+
+def test_a_record_of_another_class_is_answered_in_python() -> None:
+    class Other(EventRecord):
+        __slots__ = ()
+
+    assert native.results_json([EventRecord(STREAM, 0), Other(STREAM, 1)]) is None
+
+
+def test_a_served_batchs_answer_is_the_same_with_and_without_the_compiled_module(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pipeline, _ = _pair(_policy())
+    events = TrafficGenerator(seed=11).batch(300)
+    events[5]["speed"] = "fast"  # a schema rejection among them
+    records = [EventRecord(STREAM, i, raw=orjson.dumps(e)) for i, e in enumerate(events)]
+    pipeline.run_batch(records)
+    assert any(r.transformed for r in records)
+    for i, record in enumerate(records):
+        if record.rejected is None:
+            record.status = "duplicate" if i % 7 == 0 else "accepted"
+    assert any(r.rejected is not None for r in records)
+    compiled = _ingest().results(STREAM, records)
+    monkeypatch.setenv("FJORDGATE_NATIVE", "0")
+    python = _ingest().results(STREAM, records)
+    assert orjson.dumps(compiled.body) == orjson.dumps(python.body)
+    assert compiled.status == python.status == 200
