@@ -615,70 +615,72 @@ def bench_kafka(seconds: float, events: int, rate: int, clients: Sequence[int]) 
     from gateway.publish import ensure_topics
 
     broker = _start_kafka()
-    shipped_lanes = KafkaConfig(bootstrap="x").lanes
-    bodies = _bodies(events, seed=3)
-    messages = _gateway_messages(50_000, seed=5)
-    runs: dict[tuple[int, int], dict[str, Any]] = {}
-    used = 0
-    latencies: list[float] = []
-    # A warm broker, as in production (see _warm_broker).
-    warmed = _warm_broker(broker.bootstrap, broker.pid, messages)
-    ensure_topics(broker.bootstrap, ["bench-txn"], partitions=3)
-    for lanes in dict.fromkeys((1, shipped_lanes)):
-        served = _Served(broker.bootstrap, lanes)
-        try:
-            # Warm up: connections, first transactions.
-            drive(served.url, served.key, bodies[used : used + 4], 30, threads=1)
-            used += 4
-            for count in clients if lanes == shipped_lanes else clients[:1]:
-                before = _group_times(served.url)
-                cpu = _cpu_seconds(served.proc.pid), _cpu_seconds(broker.pid)
-                client_cpu = time.process_time()  # the load generator's threads, here
-                acked, elapsed, statuses = drive(
-                    served.url, served.key, bodies[used:], seconds, threads=count
-                )
-                client_cpu = time.process_time() - client_cpu
-                if used + -(-acked // BATCH) >= len(bodies):
-                    raise RuntimeError(f"the bench ran out of bodies ({len(bodies)}): raise it")
-                after = _group_times(served.url)
-                spent = {k: after[k] - before[k] for k in after}
-                groups = spent["publish_count"]
-                # Mean milliseconds per group of the commit and its two halves.
-                mean_ms = {
-                    name: 1000 * spent[f"{name}_sum"] / max(spent[f"{name}_count"], 1)
-                    for name in _GROUP_TIMES
-                }
-                runs[lanes, count] = {
-                    "rate": acked / elapsed,
-                    "answers": statuses,
-                    "per_group": acked / max(groups, 1),
-                    "group_ms": mean_ms,
-                    "gateway_cpu": (_cpu_seconds(served.proc.pid) - cpu[0]) / max(acked, 1),
-                    "broker_cpu": (_cpu_seconds(broker.pid) - cpu[1]) / max(acked, 1),
-                    "client_cpu": client_cpu / max(acked, 1),
-                }
-                used += -(-acked // BATCH) + count
-            if lanes == shipped_lanes:
-                latencies = fixed_rate(served.url, served.key, rate, min(seconds, 8.0), seed=4)
-        finally:
-            served.stop()
-    # The transactional floor: the gateway's messages in transactions as large as the
-    # shipped gateway's were on average, from a bare producer.
-    per_group = max(1, round(runs[shipped_lanes, clients[0]]["per_group"]))
-    cpu_before = _cpu_seconds(broker.pid)
-    sent, took = transactional_producer(
-        broker.bootstrap, "bench-txn", messages, per_group, seconds, "txn-floor"
-    )
-    txn_rate = sent / took
-    txn_broker = (_cpu_seconds(broker.pid) - cpu_before) / sent
-    ensure_topics(broker.bootstrap, ["bench-raw"], partitions=3)
-    # A fixed count, not what the gateway managed: a short run measures mostly the
-    # producer's start (connections, metadata) and would make the floor look slow.
-    values = [orjson.dumps(e) for e in _events(200_000, seed=3)]
-    cpu_before = _cpu_seconds(broker.pid)
-    raw_rate = raw_producer(broker.bootstrap, "bench-raw", values)
-    raw_broker = (_cpu_seconds(broker.pid) - cpu_before) / len(values)
-    broker.stop()
+    try:
+        shipped_lanes = KafkaConfig(bootstrap="x").lanes
+        bodies = _bodies(events, seed=3)
+        messages = _gateway_messages(50_000, seed=5)
+        runs: dict[tuple[int, int], dict[str, Any]] = {}
+        used = 0
+        latencies: list[float] = []
+        # A warm broker, as in production (see _warm_broker).
+        warmed = _warm_broker(broker.bootstrap, broker.pid, messages)
+        ensure_topics(broker.bootstrap, ["bench-txn"], partitions=3)
+        for lanes in dict.fromkeys((1, shipped_lanes)):
+            served = _Served(broker.bootstrap, lanes)
+            try:
+                # Warm up: connections, first transactions.
+                drive(served.url, served.key, bodies[used : used + 4], 30, threads=1)
+                used += 4
+                for count in clients if lanes == shipped_lanes else clients[:1]:
+                    before = _group_times(served.url)
+                    cpu = _cpu_seconds(served.proc.pid), _cpu_seconds(broker.pid)
+                    client_cpu = time.process_time()  # the load generator's threads, here
+                    acked, elapsed, statuses = drive(
+                        served.url, served.key, bodies[used:], seconds, threads=count
+                    )
+                    client_cpu = time.process_time() - client_cpu
+                    if used + -(-acked // BATCH) >= len(bodies):
+                        raise RuntimeError(f"the bench ran out of bodies ({len(bodies)}): raise it")
+                    after = _group_times(served.url)
+                    spent = {k: after[k] - before[k] for k in after}
+                    groups = spent["publish_count"]
+                    # Mean milliseconds per group of the commit and its two halves.
+                    mean_ms = {
+                        name: 1000 * spent[f"{name}_sum"] / max(spent[f"{name}_count"], 1)
+                        for name in _GROUP_TIMES
+                    }
+                    runs[lanes, count] = {
+                        "rate": acked / elapsed,
+                        "answers": statuses,
+                        "per_group": acked / max(groups, 1),
+                        "group_ms": mean_ms,
+                        "gateway_cpu": (_cpu_seconds(served.proc.pid) - cpu[0]) / max(acked, 1),
+                        "broker_cpu": (_cpu_seconds(broker.pid) - cpu[1]) / max(acked, 1),
+                        "client_cpu": client_cpu / max(acked, 1),
+                    }
+                    used += -(-acked // BATCH) + count
+                if lanes == shipped_lanes:
+                    latencies = fixed_rate(served.url, served.key, rate, min(seconds, 8.0), seed=4)
+            finally:
+                served.stop()
+        # The transactional floor: the gateway's messages in transactions as large as the
+        # shipped gateway's were on average, from a bare producer.
+        per_group = max(1, round(runs[shipped_lanes, clients[0]]["per_group"]))
+        cpu_before = _cpu_seconds(broker.pid)
+        sent, took = transactional_producer(
+            broker.bootstrap, "bench-txn", messages, per_group, seconds, "txn-floor"
+        )
+        txn_rate = sent / took
+        txn_broker = (_cpu_seconds(broker.pid) - cpu_before) / sent
+        ensure_topics(broker.bootstrap, ["bench-raw"], partitions=3)
+        # A fixed count, not what the gateway managed: a short run measures mostly the
+        # producer's start (connections, metadata) and would make the floor look slow.
+        values = [orjson.dumps(e) for e in _events(200_000, seed=3)]
+        cpu_before = _cpu_seconds(broker.pid)
+        raw_rate = raw_producer(broker.bootstrap, "bench-raw", values)
+        raw_broker = (_cpu_seconds(broker.pid) - cpu_before) / len(values)
+    finally:
+        broker.remove()  # its gigabytes of data too
     latencies.sort()
     p50 = statistics.median(latencies)
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]

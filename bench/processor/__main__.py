@@ -299,7 +299,7 @@ def main() -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         if broker is not None:
-            broker.stop()
+            broker.remove()
     report = render(rows, rec)
     print(report)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -258,6 +258,13 @@ class LocalKafka:
         self.pid = None
         self.pid_file.unlink(missing_ok=True)
 
+    def remove(self) -> None:
+        """Stop, then delete the data directory: a benchmark's broker writes gigabytes,
+        and the ones left in the temporary directory filled the disk here (a broker then
+        died mid-run). `stop` keeps the data, for `start` again."""
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
         if self.pid is not None and localproc.pid_alive(self.pid):

@@ -66,6 +66,20 @@ def test_broker_of_a_killed_run_is_stopped_by_pid_on_next_start() -> None:
     assert not Path(str(info["data_dir"])).exists()
 
 
+@pytest.mark.kafka
+def test_a_removed_broker_is_stopped_and_its_data_deleted() -> None:
+    localkafka = sys.modules["fjordgate_localkafka"]  # loaded by tests/conftest.py
+
+    broker = localkafka.start_broker()
+    pid, data_dir = broker.pid, Path(broker.data_dir)
+    try:
+        assert _alive(pid) and (data_dir / "broker.log").exists()
+    finally:
+        broker.remove()
+    assert not _alive(pid)
+    assert not data_dir.exists()
+
+
 @pytest.mark.postgres
 def test_database_of_a_killed_run_is_stopped_by_pid_on_next_start() -> None:
     localpg = sys.modules["fjordgate_localpg"]  # loaded by tests/conftest.py
