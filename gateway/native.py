@@ -137,6 +137,45 @@ def split_array(body: bytes) -> list[bytes] | None:
     return events
 
 
+@functools.cache
+def rdkafka_library() -> str | None:
+    """The file of the librdkafka this process loaded with confluent-kafka (the one its
+    wheel ships, or the system's it was built against), for the compiled producer to
+    use the same library; None when it cannot be told (not Linux)."""
+    import confluent_kafka
+
+    confluent_kafka.libversion()  # loaded
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                path = line.rstrip("\n").split(maxsplit=5)[-1]
+                if "/librdkafka" in path and os.path.isfile(path):
+                    return path
+    except OSError:
+        return None
+    return None
+
+
+def txn_producer(config: dict[str, Any]) -> Any:
+    """A `fjordgate_native.TxnProducer` with this librdkafka configuration, or None when
+    the compiled module is off, the library cannot be found, or a setting is not a plain
+    value (a callback: confluent-kafka's producer takes those)."""
+    if not enabled():
+        return None
+    settings: list[tuple[str, str]] = []
+    for name, value in config.items():
+        if type(value) is bool:
+            settings.append((name, "true" if value else "false"))
+        elif type(value) in (int, float, str):
+            settings.append((name, str(value)))
+        else:
+            return None
+    library = rdkafka_library()
+    if library is None:
+        return None
+    return fjordgate_native.TxnProducer(library, settings)
+
+
 class NativeCore:
     """The compiled core of one pipeline: `run` finishes the records it can and returns
     the others, untouched, for the pipeline's steps."""

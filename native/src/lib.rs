@@ -31,6 +31,7 @@ const RELEASE_GIL_BYTES: usize = 64 * 1024;
 mod audit;
 mod batch;
 mod detector;
+mod kafka;
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -2177,6 +2178,8 @@ fn py_json_str(text: &str) -> Vec<u8> {
 fn fjordgate_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Core>()?;
     m.add_class::<RecordFactory>()?;
+    m.add_class::<kafka::TxnProducer>()?;
+    m.add("KAFKA_QUEUE_FULL", kafka::QUEUE_FULL)?;
     m.add_function(wrap_pyfunction!(py_flat_members, m)?)?;
     m.add_function(wrap_pyfunction!(py_iso_with_zone, m)?)?;
     m.add_function(wrap_pyfunction!(py_number_text, m)?)?;
