@@ -22,8 +22,13 @@ Python objects made and freed (record, message, audit record, pseudonyms).
 tests/gateway/test_native.py holds the two paths to the same records, byte for
 byte.
 
-`FJORDGATE_NATIVE=0` turns it off (the pure Python pipeline); without the
-module the gateway runs the Python steps, and says so once in its log.
+The module also writes a batch's answer (`results_json`) and holds a
+transactional Kafka producer on librdkafka's C API (`txn_producer`, used by
+`gateway.publish.NativeProducer`).
+
+`FJORDGATE_NATIVE=0` turns it off (the pure Python pipeline, confluent-kafka's
+producer); without the module the gateway runs the Python steps, and says so
+once in its log.
 """
 
 from __future__ import annotations
