@@ -33,16 +33,8 @@ class Publisher(Protocol):
 
     destination: str
 
-    def publish(
-        self,
-        messages: Sequence[OutgoingMessage],
-        before_commit: Callable[[], None] | None = None,
-    ) -> None:
-        """Make every message durable, or none visible; raise PublishError otherwise.
-
-        `before_commit` runs once the messages are handed over and before they can
-        become visible; if it raises, none of them ever does, and its exception is
-        raised as is (the committer appends the group's audit records there)."""
+    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Make every message durable, or none visible; raise PublishError otherwise."""
 
     def recent_event_ids(self) -> Iterator[str]:
         """Event ids durably published since the last call (the whole tail on the first)."""
@@ -272,17 +264,8 @@ class KafkaPublisher:
         self._producer = None
         self._healthy = False
 
-    def publish(
-        self,
-        messages: Sequence[OutgoingMessage],
-        before_commit: Callable[[], None] | None = None,
-    ) -> None:
-        """One transaction: produce, then `before_commit` (which runs while the broker
-        receives the messages), then commit. If `before_commit` raises, the transaction
-        is aborted (or left to the next producer's fencing) and its error raised."""
+    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         if not messages:
-            if before_commit is not None:
-                before_commit()
             return
         with self._lock:
             producer = self._ensure_producer()
@@ -297,14 +280,6 @@ class KafkaPublisher:
                             produce(m.topic, m.value, m.key, headers=m.headers)
                         except BufferError:
                             self._produce_when_room(producer, m)
-                if before_commit is not None:
-                    try:
-                        before_commit()
-                    except BaseException:
-                        healthy = self._healthy
-                        self._abort(producer)
-                        self._healthy = healthy and self._producer is not None
-                        raise
                 producer.commit_transaction(self.timeout_s)
             except KafkaException as exc:
                 error = exc.args[0]
@@ -447,13 +422,7 @@ class LocalLogPublisher:
         for topic in self.topics:
             log.create_topic(topic, partitions)
 
-    def publish(
-        self,
-        messages: Sequence[OutgoingMessage],
-        before_commit: Callable[[], None] | None = None,
-    ) -> None:
-        if before_commit is not None:
-            before_commit()  # an append cannot be taken back: it comes first
+    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         by_topic: dict[str, list[tuple[bytes | None, bytes]]] = {}
         for m in messages:
             by_topic.setdefault(m.topic, []).append((m.key, m.value))

@@ -180,39 +180,3 @@ def test_an_unreachable_broker_fails_init_as_confluent_kafka_does() -> None:
             producer.list_topics(timeout=0.5)
     finally:
         producer.close()
-
-
-@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "confluent-kafka"])
-def test_what_runs_before_the_commit_sees_nothing_visible_and_its_failure_aborts(
-    compiled: bool, kafka_bootstrap: str, kafka_topic: str
-) -> None:
-    """The committer appends a group's audit records between producing and committing:
-    nothing is visible before, and a failed append leaves nothing."""
-    p = KafkaPublisher(
-        kafka_bootstrap,
-        [kafka_topic],
-        transactional_id=f"test-{uuid.uuid4().hex[:8]}",
-        compiled=compiled,
-    )
-    seen: list[int] = []
-
-    def look() -> None:
-        seen.append(len(committed(kafka_bootstrap, kafka_topic)))
-
-    class AuditDown(Exception):
-        pass
-
-    def fail() -> None:
-        raise AuditDown("the audit log is full")
-
-    try:
-        p.publish(messages(kafka_topic, 30, "v"), look)
-        with pytest.raises(AuditDown):
-            p.publish(messages(kafka_topic, 30, "x"), fail)
-        assert p.ready()
-        p.publish(messages(kafka_topic, 10, "y"), look)
-    finally:
-        p.close()
-    assert seen == [0, 30]  # each time only what was committed before
-    got = committed(kafka_bootstrap, kafka_topic)
-    assert len(got) == 40 and not any(b'"tag":"x"' in value for _, value, _ in got)
