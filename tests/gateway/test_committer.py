@@ -250,3 +250,29 @@ def test_one_group_mixing_new_published_repeated_unnamed_and_rejected_events() -
         ["old", "first", "n1", "n2", "n3", None, "refused", "n5"], key=str
     )
     assert committer._claimed == [set()]  # every claim released
+
+
+def test_a_failed_audit_append_publishes_nothing_and_frees_the_ids() -> None:
+    class FailingOnce(Audit):
+        failed = False
+
+        def append_many(self, records: Sequence[Mapping[str, Any]]) -> Sequence[Any]:
+            if not self.failed:
+                self.failed = True
+                raise OSError("disk full")
+            return super().append_many(records)
+
+    log = SharedLog()
+    audit = FailingOnce()
+    committer = Committer(audit, LanePublisher(log), EventIdIndex(), GatewayMetrics())
+    committer.start()
+    try:
+        failed = Submitted(committer, records("a", "b")).wait()
+        assert isinstance(failed.error, Unavailable) and "audit" in str(failed.error)
+        assert log.committed == [] and not committer.audit_ok
+        retry = Submitted(committer, records("a", "b")).wait()
+    finally:
+        committer.stop()
+    assert retry.error is None and retry.statuses == ["accepted", "accepted"]
+    assert log.committed == ["a", "b"] and [r["event_id"] for r in audit.records] == ["a", "b"]
+    assert committer.audit_ok
