@@ -30,29 +30,16 @@ RESULTS = Path(__file__).resolve().parent.parent / "results" / "audit.md"
 def decision(i: int) -> dict[str, object]:
     """A decision record of the size the gateway writes (about 500 bytes)."""
     return {
-        "type": "decision",
-        "outcome": "allow",
-        "mode": "enforce",
-        "stream": "norway-traffic",
+        "type": "decision", "outcome": "allow", "mode": "enforce", "stream": "norway-traffic",
         "destination": "kafka://kafka-1.osl.example.no:9092/norway-traffic.tagged",
         "fields": [
-            {
-                "path": "plate",
-                "pii_class": "vehicle_plate",
-                "action": "pseudonymise",
-                "rule_id": "traffic.plate",
-            },
-            {
-                "path": "driver.fnr",
-                "pii_class": "national_id",
-                "action": "drop",
-                "rule_id": "traffic.no-ids",
-            },
+            {"path": "plate", "pii_class": "vehicle_plate", "action": "pseudonymise",
+             "rule_id": "traffic.plate"},
+            {"path": "driver.fnr", "pii_class": "national_id", "action": "drop",
+             "rule_id": "traffic.no-ids"},
         ],
-        "rule_ids": ["traffic.plate", "traffic.no-ids"],
-        "reasons": [],
-        "policy_hash": "sha256:" + "3f" * 32,
-        "event_id": f"evt-{i:012d}",
+        "rule_ids": ["traffic.plate", "traffic.no-ids"], "reasons": [],
+        "policy_hash": "sha256:" + "3f" * 32, "event_id": f"evt-{i:012d}",
         "subjects": ["ps1:k0a1b2c3d4e5f:Xq3v9Jm2Lr8Tb5Nw1Kc7Hd4Fs6Gp0Ye2Ua8Zi3Oo5Qe"],
     }
 
@@ -71,12 +58,8 @@ class RawFloor:
     signing): the disk's own limit for that batch size."""
 
     def __init__(self, directory: Path, batch: int) -> None:
-        line = (
-            canonical_json(
-                {**decision(0), "seq": 0, "ts": "2026-11-25T06:00:00.000000Z", "prev": "0" * 64}
-            )
-            + b"\n"
-        )
+        line = canonical_json({**decision(0), "seq": 0, "ts": "2026-11-25T06:00:00.000000Z",
+                               "prev": "0" * 64}) + b"\n"
         self.batch = batch
         self.payload = line * batch
         self.path = directory / f"raw-{batch}.bin"
@@ -95,9 +78,8 @@ class RawFloor:
         self.path.unlink()
 
 
-def append_many_vs_floor(
-    directory: Path, key: SigningKey, batch: int, seconds: float, rounds: int
-) -> tuple[float, float, float]:
+def append_many_vs_floor(directory: Path, key: SigningKey, batch: int, seconds: float,
+                         rounds: int) -> tuple[float, float, float]:
     """(floor records/s, AuditLog records/s, records per fsync) for `append_many(batch)` from
     one thread, measured in alternating rounds so that both see the same disk weather."""
     target = directory / f"many-{batch}"
@@ -126,9 +108,8 @@ def append_many_vs_floor(
     return totals[0] / totals[1], totals[2] / totals[3], totals[2] / max(commits, 1)
 
 
-def threads_vs_floor(
-    directory: Path, key: SigningKey, threads: int, batch: int, seconds: float, rounds: int
-) -> tuple[float, float, float]:
+def threads_vs_floor(directory: Path, key: SigningKey, threads: int, batch: int,
+                     seconds: float, rounds: int) -> tuple[float, float, float]:
     """(floor records/s at the achieved batch size, AuditLog records/s, records per fsync)
     for `append` from `threads` threads, each waiting for durability before its next append
     (the gateway's pattern); rounds alternate with the floor."""
@@ -194,9 +175,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="per measurement")
     parser.add_argument("--dir", type=Path, default=None, help="directory on the disk to test")
-    parser.add_argument(
-        "--rounds", type=int, default=4, help="alternations of floor and AuditLog per measurement"
-    )
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="alternations of floor and AuditLog per measurement")
     parser.add_argument("--verify-records", type=int, default=200_000)
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench-audit-", dir=args.dir))
@@ -221,22 +201,16 @@ def main() -> None:
     ]
     try:
         for batch in (1, 16, 256):
-            floor, rate, per_commit = append_many_vs_floor(
-                base, key, batch, args.seconds, args.rounds
-            )
-            lines.append(
-                f"| append_many, 1 thread | {per_commit:.0f} | {floor:,.0f} | "
-                f"{rate:,.0f} | **{rate / floor:.2f}×** |"
-            )
+            floor, rate, per_commit = append_many_vs_floor(base, key, batch, args.seconds,
+                                                           args.rounds)
+            lines.append(f"| append_many, 1 thread | {per_commit:.0f} | {floor:,.0f} | "
+                         f"{rate:,.0f} | **{rate / floor:.2f}×** |")
             print(lines[-1], file=sys.stderr, flush=True)
         for threads in (1, 8, 64):
-            floor, rate, per_commit = threads_vs_floor(
-                base, key, threads, 256, args.seconds, args.rounds
-            )
-            lines.append(
-                f"| append, {threads} threads | {per_commit:.1f} (achieved) | "
-                f"{floor:,.0f} | {rate:,.0f} | **{rate / floor:.2f}×** |"
-            )
+            floor, rate, per_commit = threads_vs_floor(base, key, threads, 256, args.seconds,
+                                                       args.rounds)
+            lines.append(f"| append, {threads} threads | {per_commit:.1f} (achieved) | "
+                         f"{floor:,.0f} | {rate:,.0f} | **{rate / floor:.2f}×** |")
             print(lines[-1], file=sys.stderr, flush=True)
         target = write_log_for_verify(base, key, args.verify_records)
         floor_rate = hash_floor(target)
