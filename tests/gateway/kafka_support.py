@@ -12,6 +12,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
 import yaml
@@ -78,8 +79,9 @@ def write_config(
     return path, key
 
 
-def read_topic(bootstrap: str, topic: str) -> list[tuple[str, bytes, dict[str, bytes]]]:
-    """Every committed message of a topic: (event id, value, headers)."""
+def committed_messages(bootstrap: str, topic: str) -> list[Any]:
+    """Every committed message of a topic (read committed, from the start), as
+    confluent-kafka's `Message`s."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -94,7 +96,7 @@ def read_topic(bootstrap: str, topic: str) -> list[tuple[str, bytes, dict[str, b
         partitions = list(metadata.topics[topic].partitions)
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
         open_partitions = set(partitions)
-        out: list[tuple[str, bytes, dict[str, bytes]]] = []
+        out: list[Any] = []
         idle = 0
         while open_partitions and idle < 40:
             batch = consumer.consume(1000, 0.5)
@@ -106,12 +108,20 @@ def read_topic(bootstrap: str, topic: str) -> list[tuple[str, bytes, dict[str, b
                     if error.code() == KafkaError._PARTITION_EOF:
                         open_partitions.discard(msg.partition())
                     continue
-                headers = {k: v for k, v in (msg.headers() or []) if isinstance(v, bytes)}
-                out.append((headers.get(EVENT_ID_HEADER, b"").decode(), msg.value(), headers))
+                out.append(msg)
         assert not open_partitions, f"could not read {topic} to its end"
         return out
     finally:
         consumer.close()
+
+
+def read_topic(bootstrap: str, topic: str) -> list[tuple[str, bytes, dict[str, bytes]]]:
+    """Every committed message of a topic: (event id, value, headers)."""
+    out: list[tuple[str, bytes, dict[str, bytes]]] = []
+    for msg in committed_messages(bootstrap, topic):
+        headers = {k: v for k, v in (msg.headers() or []) if isinstance(v, bytes)}
+        out.append((headers.get(EVENT_ID_HEADER, b"").decode(), msg.value(), headers))
+    return out
 
 
 def audited_event_ids(audit_dir: Path) -> Counter[str]:

@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import KafkaError, Producer
 
 from gateway import native
 from gateway.errors import PublishError
 from gateway.publish import KafkaPublisher, NativeProducer
 from gateway.record import OutgoingMessage
+from tests.gateway.kafka_support import committed_messages
 
 pytestmark = pytest.mark.kafka
 
@@ -27,33 +28,20 @@ if native.fjordgate_native is None:  # CI builds it: tests/gateway/test_native.p
 
 def committed(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes, list[Any]]]:
     """Every committed message of `topic`: (key, value, headers), sorted."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-        }
+    found = [
+        (m.key(), m.value(), list(m.headers() or [])) for m in committed_messages(bootstrap, topic)
+    ]
+    return sorted(found, key=lambda m: m[1])
+
+
+def publisher_for(bootstrap: str, topic: str, *, compiled: bool, **settings: Any) -> KafkaPublisher:
+    return KafkaPublisher(
+        bootstrap,
+        [topic],
+        transactional_id=f"test-{uuid.uuid4().hex[:8]}",
+        compiled=compiled,
+        extra_config=settings or None,
     )
-    try:
-        partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        open_partitions, out, idle = set(partitions), [], 0
-        while open_partitions and idle < 40:
-            batch = consumer.consume(1000, 0.5)
-            idle = 0 if batch else idle + 1
-            for msg in batch:
-                error = msg.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        open_partitions.discard(msg.partition())
-                    continue
-                out.append((msg.key(), msg.value(), list(msg.headers() or [])))
-        assert not open_partitions, f"could not read {topic} to its end"
-        return sorted(out, key=lambda m: m[1])
-    finally:
-        consumer.close()
 
 
 def messages(topic: str, count: int, tag: str) -> list[OutgoingMessage]:
@@ -77,12 +65,7 @@ def messages(topic: str, count: int, tag: str) -> list[OutgoingMessage]:
 def publisher(
     request: pytest.FixtureRequest, kafka_bootstrap: str, kafka_topic: str
 ) -> Iterator[KafkaPublisher]:
-    p = KafkaPublisher(
-        kafka_bootstrap,
-        [kafka_topic],
-        transactional_id=f"test-{uuid.uuid4().hex[:8]}",
-        compiled=request.param,
-    )
+    p = publisher_for(kafka_bootstrap, kafka_topic, compiled=request.param)
     p.start()
     expected = NativeProducer if request.param else Producer
     assert type(p._producer) is expected
@@ -110,12 +93,8 @@ def test_both_producers_commit_the_same_messages(
 def test_a_group_larger_than_the_producers_queue_is_committed_whole(
     compiled: bool, kafka_bootstrap: str, kafka_topic: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    p = KafkaPublisher(
-        kafka_bootstrap,
-        [kafka_topic],
-        transactional_id=f"test-{uuid.uuid4().hex[:8]}",
-        compiled=compiled,
-        extra_config={"queue.buffering.max.messages": 10},
+    p = publisher_for(
+        kafka_bootstrap, kafka_topic, compiled=compiled, **{"queue.buffering.max.messages": 10}
     )
     waited: list[OutgoingMessage] = []
     when_full = p._produce_when_room
@@ -137,12 +116,8 @@ def test_a_group_larger_than_the_producers_queue_is_committed_whole(
 def test_a_failed_group_leaves_nothing_and_the_next_one_commits(
     compiled: bool, kafka_bootstrap: str, kafka_topic: str
 ) -> None:
-    p = KafkaPublisher(
-        kafka_bootstrap,
-        [kafka_topic],
-        transactional_id=f"test-{uuid.uuid4().hex[:8]}",
-        compiled=compiled,
-        extra_config={"message.max.bytes": 2_000},
+    p = publisher_for(
+        kafka_bootstrap, kafka_topic, compiled=compiled, **{"message.max.bytes": 2_000}
     )
     try:
         group = messages(kafka_topic, 50, "f")
