@@ -152,6 +152,7 @@ class Committer:
     # -- submitting
     def submit(self, records: list[EventRecord], done: Done) -> None:
         """Queue records: `done(None)` once durable, else `done(Unavailable)`. Raises Overloaded."""
+        job = _job(records, done)  # its passes over the records, outside the lock
         with self._cond:
             if self._stopping:
                 raise Unavailable("gateway is shutting down", retry_after_s=self.retry_after_s)
@@ -165,7 +166,7 @@ class Committer:
                     f"{self._pending_events} events are waiting to be committed; retry later",
                     retry_after_s=self.retry_after_s,
                 )
-            self._jobs.append(_job(records, done))
+            self._jobs.append(job)
             self._pending_events += len(records)
             self.metrics.queue_events.set(self._pending_events)
             self._cond.notify()
