@@ -32,6 +32,15 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
+def _keys(value: Any) -> set[str]:
+    """Field names sent, at any depth."""
+    if isinstance(value, dict):
+        return {str(k) for k in value} | {k for v in value.values() for k in _keys(v)}
+    if isinstance(value, list):
+        return {k for v in value for k in _keys(v)}
+    return set()
+
+
 def _check(case: Any, key: str) -> None:
     response = case.call(headers={"X-API-Key": key})
     case.validate_response(response, checks=[not_a_server_error])
@@ -44,7 +53,14 @@ def _check(case: Any, key: str) -> None:
         else:
             assert body["error"]["code"] and body["error"]["message"]
             messages = [body["error"]["message"]]
-        sent = [s for s in _strings(case.body) if len(s) >= 4] if case.body is not None else []
+        # A value inside a field name cannot be told from the name (hypothesis sent the
+        # value "even" beside the field event_time, which an error names on purpose).
+        names = _keys(case.body)
+        sent = [
+            s
+            for s in (_strings(case.body) if case.body is not None else [])
+            if len(s) >= 4 and not any(s in name for name in names)
+        ]
         echoed = [s for s in sent for m in messages if s in m]
         assert echoed == [], "an error message echoed what was sent"
 
