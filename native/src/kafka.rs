@@ -89,10 +89,10 @@ struct Api {
     conf_destroy: unsafe extern "C" fn(*mut Conf),
     new: unsafe extern "C" fn(c_int, *mut Conf, *mut c_char, usize) -> *mut Rk,
     destroy: unsafe extern "C" fn(*mut Rk),
-    init_transactions: unsafe extern "C" fn(*mut Rk, c_int) -> *mut RdError,
+    init_transactions: WaitingCall,
     begin_transaction: unsafe extern "C" fn(*mut Rk) -> *mut RdError,
-    commit_transaction: unsafe extern "C" fn(*mut Rk, c_int) -> *mut RdError,
-    abort_transaction: unsafe extern "C" fn(*mut Rk, c_int) -> *mut RdError,
+    commit_transaction: WaitingCall,
+    abort_transaction: WaitingCall,
     produceva: unsafe extern "C" fn(*mut Rk, *const Vu, usize) -> *mut RdError,
     poll: unsafe extern "C" fn(*mut Rk, c_int) -> c_int,
     flush: unsafe extern "C" fn(*mut Rk, c_int) -> c_int,
@@ -243,12 +243,41 @@ pub struct TxnProducer {
 unsafe impl Send for TxnProducer {}
 unsafe impl Sync for TxnProducer {}
 
+/// A transactional call that waits for the broker: (handle, timeout in ms) -> error.
+type WaitingCall = unsafe extern "C" fn(*mut Rk, c_int) -> *mut RdError;
+
 impl TxnProducer {
     fn live(&self) -> PyResult<Handle> {
         if self.rk.is_null() {
             return Err(PyValueError::new_err("the producer is closed"));
         }
         Ok(Handle(self.rk))
+    }
+
+    /// `f(handle, timeout_ms)` without the GIL; its error, if any.
+    fn waiting_call(
+        &self,
+        py: Python<'_>,
+        f: WaitingCall,
+        timeout_ms: c_int,
+    ) -> PyResult<Option<ErrorInfo>> {
+        let h = self.live()?;
+        // SAFETY: a live handle (see `live`).
+        let e = py.allow_threads(move || Handle(unsafe { f(h.ptr(), timeout_ms) }));
+        Ok(self.api.take_error(e.0))
+    }
+}
+
+/// A `rd_kafka_produceva` argument pointing at bytes (the value or the key).
+fn bytes_arg(vtype: c_int, bytes: &[u8]) -> Vu {
+    Vu {
+        vtype,
+        u: VuData {
+            mem: Mem {
+                ptr: bytes.as_ptr().cast(),
+                size: bytes.len(),
+            },
+        },
     }
 }
 
@@ -334,11 +363,7 @@ impl TxnProducer {
     }
 
     fn init_transactions(&self, py: Python<'_>, timeout_ms: c_int) -> PyResult<Option<ErrorInfo>> {
-        let h = self.live()?;
-        let f = self.api.init_transactions;
-        // SAFETY: a live handle (see `live`).
-        let e = py.allow_threads(move || Handle(unsafe { f(h.ptr(), timeout_ms) }));
-        Ok(self.api.take_error(e.0))
+        self.waiting_call(py, self.api.init_transactions, timeout_ms)
     }
 
     fn begin_transaction(&self) -> PyResult<Option<ErrorInfo>> {
@@ -350,19 +375,11 @@ impl TxnProducer {
     }
 
     fn commit_transaction(&self, py: Python<'_>, timeout_ms: c_int) -> PyResult<Option<ErrorInfo>> {
-        let h = self.live()?;
-        let f = self.api.commit_transaction;
-        // SAFETY: a live handle.
-        let e = py.allow_threads(move || Handle(unsafe { f(h.ptr(), timeout_ms) }));
-        Ok(self.api.take_error(e.0))
+        self.waiting_call(py, self.api.commit_transaction, timeout_ms)
     }
 
     fn abort_transaction(&self, py: Python<'_>, timeout_ms: c_int) -> PyResult<Option<ErrorInfo>> {
-        let h = self.live()?;
-        let f = self.api.abort_transaction;
-        // SAFETY: a live handle.
-        let e = py.allow_threads(move || Handle(unsafe { f(h.ptr(), timeout_ms) }));
-        Ok(self.api.take_error(e.0))
+        self.waiting_call(py, self.api.abort_transaction, timeout_ms)
     }
 
     /// Produce `messages[start:]` (objects with `topic`, `key`, `value`, `headers` as
@@ -400,29 +417,14 @@ impl TxnProducer {
                 },
             });
             let value = m.getattr(intern!(py, "value"))?;
-            let v = value.downcast::<PyBytes>()?.as_bytes();
-            vu.push(Vu {
-                vtype: VTYPE_VALUE,
-                u: VuData {
-                    mem: Mem {
-                        ptr: v.as_ptr().cast(),
-                        size: v.len(),
-                    },
-                },
-            });
+            vu.push(bytes_arg(
+                VTYPE_VALUE,
+                value.downcast::<PyBytes>()?.as_bytes(),
+            ));
             held.push(value);
             let key = m.getattr(intern!(py, "key"))?;
             if !key.is_none() {
-                let k = key.downcast::<PyBytes>()?.as_bytes();
-                vu.push(Vu {
-                    vtype: VTYPE_KEY,
-                    u: VuData {
-                        mem: Mem {
-                            ptr: k.as_ptr().cast(),
-                            size: k.len(),
-                        },
-                    },
-                });
+                vu.push(bytes_arg(VTYPE_KEY, key.downcast::<PyBytes>()?.as_bytes()));
                 held.push(key);
             }
             let headers = m.getattr(intern!(py, "headers"))?;
