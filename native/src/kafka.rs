@@ -107,6 +107,14 @@ struct Api {
     error_destroy: unsafe extern "C" fn(*mut RdError),
 }
 
+/// An owned copy of a NUL-terminated C string (invalid UTF-8 replaced).
+///
+/// # Safety
+/// `text` points to a NUL-terminated string that stays valid during the call.
+unsafe fn c_text(text: *const c_char) -> String {
+    CStr::from_ptr(text).to_string_lossy().into_owned()
+}
+
 fn last_dl_error() -> String {
     // SAFETY: dlerror returns NULL or a NUL-terminated message owned by libc.
     unsafe {
@@ -114,7 +122,7 @@ fn last_dl_error() -> String {
         if e.is_null() {
             "unknown error".to_owned()
         } else {
-            CStr::from_ptr(e).to_string_lossy().into_owned()
+            c_text(e)
         }
     }
 }
@@ -183,9 +191,7 @@ impl Api {
         unsafe {
             let info = (
                 (self.error_code)(error),
-                CStr::from_ptr((self.error_string)(error))
-                    .to_string_lossy()
-                    .into_owned(),
+                c_text((self.error_string)(error)),
                 (self.error_is_fatal)(error) != 0,
                 (self.error_is_retriable)(error) != 0,
                 (self.error_txn_requires_abort)(error) != 0,
@@ -197,11 +203,7 @@ impl Api {
 
     fn err_text(&self, code: c_int) -> String {
         // SAFETY: err2str returns a static NUL-terminated string for any code.
-        unsafe {
-            CStr::from_ptr((self.err2str)(code))
-                .to_string_lossy()
-                .into_owned()
-        }
+        unsafe { c_text((self.err2str)(code)) }
     }
 }
 
@@ -331,9 +333,7 @@ impl TxnProducer {
                 );
                 if ok != RD_KAFKA_CONF_OK {
                     (api.conf_destroy)(conf);
-                    let msg = CStr::from_ptr(errstr.as_ptr().cast())
-                        .to_string_lossy()
-                        .into_owned();
+                    let msg = c_text(errstr.as_ptr().cast());
                     return Err(PyValueError::new_err(format!(
                         "Kafka setting {name}: {msg}"
                     )));
@@ -347,9 +347,7 @@ impl TxnProducer {
             );
             if rk.is_null() {
                 (api.conf_destroy)(conf);
-                let msg = CStr::from_ptr(errstr.as_ptr().cast())
-                    .to_string_lossy()
-                    .into_owned();
+                let msg = c_text(errstr.as_ptr().cast());
                 return Err(PyValueError::new_err(format!(
                     "cannot create a Kafka producer: {msg}"
                 )));
