@@ -24,7 +24,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.openapi import openapi_document
 from gateway.pipeline import PiiTools, Pipeline, PolicyPipelines, Topics, build_pipeline
 from gateway.publish import KafkaPublisher, LocalLogPublisher, Publisher
-from gateway.record import EventRecord, OutgoingMessage
+from gateway.record import EventRecord, Message, OutgoingMessage
 from gateway.server import ServerThread
 from gateway.service import Gateway, pii_tools
 from gateway.steps import (
@@ -66,6 +66,7 @@ __all__ = [
     "KafkaIngress",
     "KafkaPublisher",
     "LocalLogPublisher",
+    "Message",
     "OutgoingMessage",
     "Overloaded",
     "Parse",

@@ -50,7 +50,7 @@ from gateway.pii.detector import Detector
 from gateway.pii.findings import PII_TYPES, Finding
 from gateway.pii.pseudonymise import Pseudonymiser
 from gateway.pii.transforms import REDACTED, redact
-from gateway.record import EventRecord, OutgoingMessage
+from gateway.record import EventRecord
 from gateway.steps import (
     _DETECTED_AS_POLICY_CLASS,
     _NOTHING,
@@ -270,8 +270,6 @@ def attach(stream: Any, steps: Sequence[Step]) -> NativeCore | None:
         "redactor": transform.redactor,
         "own_redact": transform.redactor is redact,
         "redacted": REDACTED,
-        "message_cls": OutgoingMessage,
-        "message_cls_fields": _bare_fields(OutgoingMessage),
         # Its audit records already encoded (the log splices in seq, ts and prev).
         "audit_cls": CanonicalRecord,
         "audit_cls_fields": _bare_fields(CanonicalRecord),

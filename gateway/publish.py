@@ -22,7 +22,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from gateway import native
 from gateway.errors import PublishError
 from gateway.metrics import GatewayMetrics
-from gateway.record import Headers, OutgoingMessage
+from gateway.record import Headers, Message, OutgoingMessage
 from gateway.steps import EVENT_ID_HEADER
 
 log = structlog.get_logger(__name__)
@@ -33,7 +33,7 @@ class Publisher(Protocol):
 
     destination: str
 
-    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+    def publish(self, messages: Sequence[Message]) -> None:
         """Make every message durable, or none visible; raise PublishError otherwise."""
 
     def recent_event_ids(self) -> Iterator[str]:
@@ -118,8 +118,8 @@ class NativeProducer:
 
     def produce_all(
         self,
-        messages: Sequence[OutgoingMessage],
-        when_full: Callable[[NativeProducer, OutgoingMessage], None],
+        messages: Sequence[Message],
+        when_full: Callable[[NativeProducer, Message], None],
     ) -> None:
         """Produce every message into the open transaction; `when_full(self, m)` takes a
         message the full queue refused."""
@@ -264,7 +264,7 @@ class KafkaPublisher:
         self._producer = None
         self._healthy = False
 
-    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+    def publish(self, messages: Sequence[Message]) -> None:
         if not messages:
             return
         with self._lock:
@@ -292,7 +292,7 @@ class KafkaPublisher:
                 raise PublishError("Kafka producer queue stayed full") from exc
             self._healthy = True
 
-    def _produce_when_room(self, producer: Producer | NativeProducer, m: OutgoingMessage) -> None:
+    def _produce_when_room(self, producer: Producer | NativeProducer, m: Message) -> None:
         """The producer's queue is full: serve it until `m` fits, or time is up."""
         deadline = time.monotonic() + self.timeout_s
         while True:
@@ -422,7 +422,7 @@ class LocalLogPublisher:
         for topic in self.topics:
             log.create_topic(topic, partitions)
 
-    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+    def publish(self, messages: Sequence[Message]) -> None:
         by_topic: dict[str, list[tuple[bytes | None, bytes]]] = {}
         for m in messages:
             by_topic.setdefault(m.topic, []).append((m.key, m.value))

@@ -9,13 +9,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from gateway.errors import EventRejected
 
 Headers = list[tuple[str, str | bytes | None]]
+
+
+class Message(Protocol):
+    """What a publisher reads of a message: an `OutgoingMessage`, or the message the
+    compiled core makes (`fjordgate_native.Message`, native/src/message.rs: one object
+    where an `OutgoingMessage` with its bytes and headers was five)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes: ...
+    @property
+    def headers(self) -> Headers: ...
+    @property
+    def event_id(self) -> str: ...
 
 
 @dataclass(slots=True)
@@ -44,12 +61,13 @@ class EventRecord:
         "audit",  # the staged audit record
         "decision",  # policies.Decision once decided
         "decision_entry",  # steps.DecisionEntry when the decision was memoised
-        "detected",  # path -> PII types found (tag)
+        "detected",  # path -> PII types found (the tag step; the compiled core keeps
+        # these and `findings` to itself: nothing after it reads them)
         "event",
         "event_id",
         "findings",  # path -> gateway.pii Findings (tag)
         "index",
-        "message",  # the OutgoingMessage to publish
+        "message",  # the Message to publish
         "output",  # the minimised event
         "pseudonyms",  # path -> pseudonym, for the audit record (Python steps; the core
         # writes them straight into its encoded audit record)
@@ -83,7 +101,7 @@ class EventRecord:
         self.pseudonyms: dict[str, str] | None = None
         self.transformed: Sequence[tuple[str, str]] = ()
         self.audit: Mapping[str, Any] | None = None  # a dict, or a CanonicalRecord (core)
-        self.message: OutgoingMessage | None = None
+        self.message: Message | None = None
         self.rejected: EventRejected | None = None
         self.status = "pending"
 

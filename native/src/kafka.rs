@@ -23,6 +23,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
+use crate::message::Message;
+
 const RD_KAFKA_PRODUCER: c_int = 0;
 const RD_KAFKA_CONF_OK: c_int = 0;
 const RD_KAFKA_MSG_F_COPY: c_int = 0x2;
@@ -271,6 +273,66 @@ impl TxnProducer {
 }
 
 /// A `rd_kafka_produceva` argument pointing at bytes (the value or the key).
+/// The arguments of a message the compiled core made (message.rs): its fields read in
+/// place, without the attribute lookups and header tuples of an `OutgoingMessage`. The
+/// pointers read from `m` and its header objects, which the caller holds.
+fn message_args(
+    names: &mut Vec<(Py<PyString>, CString)>,
+    m: &Message,
+    py: Python<'_>,
+) -> PyResult<Vec<Vu>> {
+    let mut vu = Vec::with_capacity(7);
+    vu.push(Vu {
+        vtype: VTYPE_TOPIC,
+        u: VuData {
+            cstr: c_name(names, m.topic.bind(py))?,
+        },
+    });
+    vu.push(Vu {
+        vtype: VTYPE_MSGFLAGS,
+        u: VuData {
+            i: RD_KAFKA_MSG_F_COPY,
+        },
+    });
+    vu.push(bytes_arg(VTYPE_VALUE, m.value_bytes()));
+    if let Some(key) = m.key_bytes() {
+        vu.push(bytes_arg(VTYPE_KEY, key));
+    }
+    let set = m.header_set();
+    let id = m.event_id.bind(py).to_str()?;
+    vu.push(header_arg(
+        c_name(names, set.event_id_name.bind(py))?,
+        (id.as_ptr().cast(), id.len() as isize),
+    ));
+    for shared in &set.shared {
+        // (name, value): both held by the tuple, which the message holds.
+        let shared = shared.bind(py);
+        let name = shared.get_item(0)?;
+        let value = shared.get_item(1)?;
+        let val = match value.downcast::<PyBytes>() {
+            Ok(b) => (b.as_bytes().as_ptr().cast(), b.as_bytes().len() as isize),
+            Err(_) => {
+                let s = value.downcast::<PyString>()?.to_str()?;
+                (s.as_ptr().cast(), s.len() as isize)
+            }
+        };
+        vu.push(header_arg(
+            c_name(names, name.downcast::<PyString>()?)?,
+            val,
+        ));
+    }
+    Ok(vu)
+}
+
+fn header_arg(name: *const c_char, (val, size): (*const c_void, isize)) -> Vu {
+    Vu {
+        vtype: VTYPE_HEADER,
+        u: VuData {
+            header: Header { name, val, size },
+        },
+    }
+}
+
 fn bytes_arg(vtype: c_int, bytes: &[u8]) -> Vu {
     Vu {
         vtype,
@@ -401,6 +463,11 @@ impl TxnProducer {
             .expect("not poisoned: no panics while held");
         for i in start..count {
             let m = messages.get_item(i)?;
+            if let Ok(core_made) = m.downcast_exact::<Message>() {
+                args.push(Args(message_args(&mut names, core_made.get(), py)?));
+                held.push(m);
+                continue;
+            }
             let topic = m.getattr(intern!(py, "topic"))?;
             let topic = c_name(&mut names, topic.downcast::<PyString>()?)?;
             let mut vu = Vec::with_capacity(7);

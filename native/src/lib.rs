@@ -32,6 +32,7 @@ mod audit;
 mod batch;
 mod detector;
 mod kafka;
+mod message;
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -995,12 +996,10 @@ impl<'py> Slots<'_, 'py> {
 }
 
 /// The fields of `gateway.record.EventRecord` the core reads and sets, in this order.
-const RECORD_FIELDS: [&str; 11] = [
+const RECORD_FIELDS: [&str; 9] = [
     "event",
     "raw",
     "event_id",
-    "detected",
-    "findings",
     "decision",
     "decision_entry",
     "pseudonyms",
@@ -1011,16 +1010,13 @@ const RECORD_FIELDS: [&str; 11] = [
 const R_EVENT: usize = 0;
 const R_RAW: usize = 1;
 const R_EVENT_ID: usize = 2;
-const R_DETECTED: usize = 3;
-const R_FINDINGS: usize = 4;
-const R_DECISION: usize = 5;
-const R_DECISION_ENTRY: usize = 6;
-const R_PSEUDONYMS: usize = 7;
-const R_TRANSFORMED: usize = 8;
-const R_AUDIT: usize = 9;
-const R_MESSAGE: usize = 10;
-/// The fields of `OutgoingMessage` and `Finding`, in their `__init__`'s order.
-const MESSAGE_FIELDS: [&str; 5] = ["topic", "key", "value", "headers", "event_id"];
+const R_DECISION: usize = 3;
+const R_DECISION_ENTRY: usize = 4;
+const R_PSEUDONYMS: usize = 5;
+const R_TRANSFORMED: usize = 6;
+const R_AUDIT: usize = 7;
+const R_MESSAGE: usize = 8;
+/// The fields of `Finding`, in its `__init__`'s order.
 const FINDING_FIELDS: [&str; 4] = ["start", "end", "type", "synthetic"];
 
 /// A member of a flat event: name, value, and the value's Python object when the event
@@ -1069,7 +1065,6 @@ enum Op {
 }
 
 struct PlanItem {
-    path: Py<PyString>,
     path_text: String,
     key_json: Vec<u8>, // `"path":` as orjson writes the key
     change: PyObject,
@@ -1121,11 +1116,21 @@ fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
 }
 
+/// The findings of the field at `path`, if it has any (`found` and `lists` are in step).
+fn found_list<'a, 'py>(
+    found: &[(Bound<'py, PyString>, Bound<'py, PyTuple>)],
+    lists: &'a [Bound<'py, PyAny>],
+    path: &str,
+) -> Option<&'a Bound<'py, PyAny>> {
+    found
+        .iter()
+        .position(|(p, _)| p.to_str().is_ok_and(|p| same(p, path)))
+        .map(|i| &lists[i])
+}
+
 /// What `one` leaves on the record once every check has passed.
 struct Done<'py> {
     event_id: Bound<'py, PyString>,
-    detected: Option<Bound<'py, PyDict>>,
-    findings: Option<Bound<'py, PyDict>>,
     plan: usize,
     transformed: Bound<'py, PyTuple>,
     pseudonyms: Option<Bound<'py, PyDict>>,
@@ -1161,7 +1166,6 @@ struct Core {
     // `whole` stand for here; another redactor is called.
     own_redact: bool,
     whole: Py<PyString>,
-    message_cls: SlotClass,
     record_cls: SlotClass,
     audit_cls: SlotClass, // audit.log.CanonicalRecord
     audit_buf: Vec<u8>,
@@ -1173,11 +1177,9 @@ struct Core {
     // Buffers for the minimised event and the shape's key, kept across events.
     out_buf: Vec<u8>,
     shape_buf: Vec<u8>,
-    topic: PyObject,
+    topic: Py<PyString>,
     key_field: Option<String>,
-    event_id_header: PyObject,
-    policy_header: PyObject,
-    stream_header: PyObject,
+    headers: std::sync::Arc<message::HeaderSet>,
 }
 
 fn item<'py, T>(cfg: &Bound<'py, PyDict>, name: &str) -> PyResult<T>
@@ -1255,7 +1257,6 @@ impl Core {
             redactor: item(cfg, "redactor")?,
             own_redact: item(cfg, "own_redact")?,
             whole: item(cfg, "redacted")?,
-            message_cls: slot_class(cfg, "message_cls", &MESSAGE_FIELDS)?,
             audit_cls: slot_class(cfg, "audit_cls", &["parts", "cuts", "shared"])?,
             audit_buf: Vec::with_capacity(256),
             // Only read and set, never made by its __init__'s order: the names alone.
@@ -1269,9 +1270,10 @@ impl Core {
             shape_buf: Vec::with_capacity(128),
             topic: item(cfg, "topic")?,
             key_field: item(cfg, "key_field")?,
-            event_id_header: item(cfg, "event_id_header")?,
-            policy_header: item(cfg, "policy_header")?,
-            stream_header: item(cfg, "stream_header")?,
+            headers: std::sync::Arc::new(message::HeaderSet {
+                event_id_name: item(cfg, "event_id_header")?,
+                shared: [item(cfg, "policy_header")?, item(cfg, "stream_header")?],
+            }),
         })
     }
 
@@ -1451,9 +1453,12 @@ impl Core {
         }
 
         // tag: the scan caches of the tag step, shared
-        let mut detected: Option<Bound<'py, PyDict>> = None;
-        let mut findings: Option<Bound<'py, PyDict>> = None;
+        // Per field with findings: its path and policy classes, and (at the same place in
+        // `lists`) the findings. The record gets no dicts of them: nothing after the core
+        // reads them, and making and freeing two dicts and a list per event was a fifth of
+        // the objects the core made (the steps, which read them, fill them in).
         let mut found: Vec<(Bound<'py, PyString>, Bound<'py, PyTuple>)> = Vec::new();
+        let mut lists: Vec<Bound<'py, PyAny>> = Vec::new();
         let nothing = self.nothing.bind(py);
         for t in 0..self.tags.len() {
             let path = self.tags[t].path.bind(py).clone();
@@ -1494,12 +1499,7 @@ impl Core {
                 pair.get_item(0)?,
                 pair.get_item(1)?.downcast_into::<PyTuple>()?,
             );
-            findings
-                .get_or_insert_with(|| PyDict::new(py))
-                .set_item(&path, &list)?;
-            detected
-                .get_or_insert_with(|| PyDict::new(py))
-                .set_item(&path, types.to_list())?;
+            lists.push(list);
             found.push((path, types));
         }
 
@@ -1556,11 +1556,10 @@ impl Core {
                 continue;
             };
             let value = &fields[i].1;
-            let path = step.path.bind(py);
             let written: Option<Bound<'py, PyString>> = match &step.op {
                 Op::Keep => {
-                    if let (Some(f), Some(t)) = (&findings, &transformed) {
-                        if f.contains(path)? {
+                    if let Some(t) = &transformed {
+                        if found_list(&found, &lists, &step.path_text).is_some() {
                             t.append(&step.change)?;
                         }
                     }
@@ -1628,10 +1627,7 @@ impl Core {
                     let Val::Str(content) = value else {
                         return Ok(None);
                     };
-                    let list = match &findings {
-                        Some(f) => f.get_item(path)?,
-                        None => None,
-                    };
+                    let list = found_list(&found, &lists, &step.path_text).cloned();
                     let result = match list {
                         Some(list) if *spans && list.is_truthy()? => {
                             // The field's redactions (findings, result) by text: recurring
@@ -1708,39 +1704,25 @@ impl Core {
         write_str(id, &mut out);
         out.push(b'}');
 
-        // publish: the message with its key and headers
+        // publish: the message with its key (its headers are the core's, made when read)
         let event_id = PyString::new(py, id);
-        let key = match key {
-            Some(KeyText::Value(text)) => PyBytes::new(py, text.as_bytes()).into_any(),
-            Some(KeyText::Object(text)) => PyBytes::new(py, text.to_str()?.as_bytes()).into_any(),
-            Some(KeyText::Written(from, to)) => PyBytes::new(py, &out[from..to]).into_any(),
-            None => py.None().into_bound(py),
+        let key: Option<&[u8]> = match &key {
+            Some(KeyText::Value(text)) => Some(text.as_bytes()),
+            Some(KeyText::Object(text)) => Some(text.to_str()?.as_bytes()),
+            Some(KeyText::Written(from, to)) => Some(&out[*from..*to]),
+            None => None,
         };
-        let headers = PyList::new(
+        let message = Bound::new(
             py,
-            [
-                PyTuple::new(
-                    py,
-                    [
-                        self.event_id_header.bind(py).clone(),
-                        event_id.clone().into_any(),
-                    ],
-                )?
-                .into_any(),
-                self.policy_header.bind(py).clone(),
-                self.stream_header.bind(py).clone(),
-            ],
-        )?;
-        let message = self.message_cls.make(
-            py,
-            [
-                self.topic.bind(py).clone(),
+            message::Message::new(
+                self.topic.clone_ref(py),
+                &out,
                 key,
-                PyBytes::new(py, &out).into_any(),
-                headers.into_any(),
-                event_id.clone().into_any(),
-            ],
-        )?;
+                event_id.clone().unbind(),
+                self.headers.clone(),
+            ),
+        )?
+        .into_any();
         self.out_buf = out;
 
         // audit: the decision's shared part, this event's id and pseudonyms. A record
@@ -1798,8 +1780,6 @@ impl Core {
         };
         Ok(Some(Done {
             event_id,
-            detected,
-            findings,
             plan,
             transformed,
             pseudonyms,
@@ -1894,7 +1874,6 @@ impl Core {
             };
             let path_text = path.bind(py).to_str()?.to_owned();
             plan_items.push(PlanItem {
-                path,
                 path_text,
                 key_json,
                 change,
@@ -1980,12 +1959,6 @@ impl Core {
         let plan = self.plans[done.plan].as_ref().expect("a compiled plan");
         let slots = self.record_cls.instance(record).expect("checked by one");
         slots.set(R_EVENT_ID, done.event_id.into_any());
-        if let Some(d) = done.detected {
-            slots.set(R_DETECTED, d.into_any());
-        }
-        if let Some(f) = done.findings {
-            slots.set(R_FINDINGS, f.into_any());
-        }
         slots.set(R_DECISION, plan.decision.bind(py).clone());
         slots.set(R_DECISION_ENTRY, plan.entry.bind(py).clone());
         if let Some(p) = done.pseudonyms {
@@ -2179,6 +2152,7 @@ fn fjordgate_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Core>()?;
     m.add_class::<RecordFactory>()?;
     m.add_class::<kafka::TxnProducer>()?;
+    m.add_class::<message::Message>()?;
     m.add("KAFKA_QUEUE_FULL", kafka::QUEUE_FULL)?;
     m.add_function(wrap_pyfunction!(py_flat_members, m)?)?;
     m.add_function(wrap_pyfunction!(py_iso_with_zone, m)?)?;

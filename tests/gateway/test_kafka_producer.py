@@ -11,13 +11,18 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 from confluent_kafka import KafkaError, Producer
 
-from gateway import native
+from gateway import Topics, build_pipeline, native, pii_tools
 from gateway.errors import PublishError
+from gateway.pii import Keyring
 from gateway.publish import KafkaPublisher, NativeProducer
-from gateway.record import OutgoingMessage
+from gateway.record import Message, OutgoingMessage
+from gateway.synthetic import TrafficGenerator
+from policies import PolicyEngine, load_policy
+from tests.gateway.conftest import NORWAY_STRICT, STREAM
 from tests.gateway.kafka_support import committed_messages
 
 pytestmark = pytest.mark.kafka
@@ -61,6 +66,33 @@ def messages(topic: str, count: int, tag: str) -> list[OutgoingMessage]:
     ]
 
 
+def core_messages(topic: str, count: int) -> list[Message]:
+    """Messages the compiled core made (`fjordgate_native.Message`) of synthetic events."""
+    policy = load_policy(NORWAY_STRICT)
+    pipeline = build_pipeline(
+        policy,
+        PolicyEngine(policy),
+        STREAM,
+        pii_tools(Keyring.ephemeral()),
+        topics=Topics(tagged=topic),
+        destination="local://127.0.0.1/log",
+    )
+    raws = [orjson.dumps(e) for e in TrafficGenerator(seed=21).batch(count)]
+    pipeline.run_batch(native.make_records(STREAM, raws))  # the core learns the shapes
+    records = native.make_records(STREAM, raws)
+    pipeline.run_batch(records)
+    made = [r.message for r in records if r.message is not None]
+    assert len(made) == count
+    assert all(type(m) is native.fjordgate_native.Message for m in made)
+    return made
+
+
+def sent(m: Message) -> tuple[bytes | None, bytes, list[Any]]:
+    """What a message's fields say the broker must hold (str header values as UTF-8)."""
+    headers = [(n, v.encode() if isinstance(v, str) else v) for n, v in m.headers]
+    return m.key, m.value, headers
+
+
 @pytest.fixture(params=[True, False], ids=["compiled", "confluent-kafka"])
 def publisher(
     request: pytest.FixtureRequest, kafka_bootstrap: str, kafka_topic: str
@@ -80,13 +112,25 @@ def test_both_producers_commit_the_same_messages(
     publisher.publish(first)
     publisher.publish(second)
     got = committed(kafka_bootstrap, kafka_topic)
-
-    def sent(m: OutgoingMessage) -> tuple[bytes | None, bytes, list[Any]]:
-        headers = [(n, v.encode() if isinstance(v, str) else v) for n, v in m.headers]
-        return m.key, m.value, headers
-
     want = sorted((sent(m) for m in first + second), key=lambda m: m[1])
     assert got == want
+
+
+def test_both_producers_commit_the_core_s_messages_as_their_fields_read(
+    publisher: KafkaPublisher, kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    # The compiled producer reads a core-made message in place, confluent-kafka's through
+    # its Python fields; both must commit what the fields say, beside OutgoingMessages.
+    made = core_messages(kafka_topic, 200)
+    group: list[Message] = [*made[:100], *messages(kafka_topic, 20, "c"), *made[100:]]
+    publisher.publish(group)
+    got = committed(kafka_bootstrap, kafka_topic)
+    want = sorted((sent(m) for m in group), key=lambda m: m[1])
+    assert got == want
+    key, _, headers = sent(made[0])
+    assert key  # the policy keys by region, which every event has
+    assert [n for n, _ in headers] == ["fjordgate-event-id", "fjordgate-policy", "fjordgate-stream"]
+    assert headers[0][1] == made[0].event_id.encode() and headers[2][1] == STREAM.encode()
 
 
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "confluent-kafka"])
