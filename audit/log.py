@@ -58,7 +58,7 @@ class CanonicalRecord(Mapping[str, Any]):
     names (audit/shared.py), when it has one.
     """
 
-    parts: tuple[bytes, ...]
+    parts: Sequence[bytes]  # a tuple, or the compiled core's `fjordgate_native.Parts`
     cuts: tuple[int, int, int]
     shared: SharedMembers | None = None
 

@@ -1082,6 +1082,8 @@ enum AuditPiece {
 /// and the `audit.shared.SharedMembers` its member `shared` names (or None).
 struct AuditParts {
     pieces: Vec<AuditPiece>,
+    // The same, as every event's `audit::Parts` shares them.
+    template: std::sync::Arc<[audit::Piece]>,
     cuts: Py<PyTuple>,
     shared: PyObject,
 }
@@ -1732,7 +1734,7 @@ impl Core {
         let parts = match &plan_ref.audit_parts {
             // (Without pseudonyms, not reached: every pseudonymised field is in the shape.)
             Some(parts) if tokens.is_empty() != plan_ref.pseudonymises => {
-                audit_record_parts(parts, &event_id, &mut tokens, &mut buf).map(|own| {
+                audit_record_parts(parts, &event_id, &mut tokens, &mut buf)?.map(|own| {
                     (
                         own,
                         parts.cuts.bind(py).clone(),
@@ -1745,10 +1747,7 @@ impl Core {
         self.audit_buf = buf;
         let mut pseudonyms = None;
         let audit = match parts {
-            Some((own, cuts, shared)) => self.audit_cls.make(
-                py,
-                [PyTuple::new(py, own)?.into_any(), cuts.into_any(), shared],
-            )?,
+            Some((own, cuts, shared)) => self.audit_cls.make(py, [own, cuts.into_any(), shared])?,
             None => {
                 let audit = plan_ref.audit_base.bind(py).copy()?;
                 audit.set_item(intern!(py, "event_id"), &event_id)?;
@@ -2045,32 +2044,43 @@ fn audit_parts(base: &Bound<'_, PyDict>) -> PyResult<Option<AuditParts>> {
     }
     run.push(b'}');
     flush(&mut run, &mut pieces);
+    let template: std::sync::Arc<[audit::Piece]> = pieces
+        .iter()
+        .map(|piece| match piece {
+            AuditPiece::Shared(bytes) => audit::Piece::Shared(bytes.clone_ref(py)),
+            AuditPiece::EventId | AuditPiece::Pseudonyms => audit::Piece::Own,
+        })
+        .collect();
     Ok(Some(AuditParts {
         pieces,
+        template,
         cuts: PyTuple::new(py, cuts)?.unbind(),
         shared,
     }))
 }
 
-/// An event's `CanonicalRecord` parts from its decision's; None when a text is not valid
-/// UTF-8 (a lone surrogate: the record is then a dict, which the log refuses as orjson
-/// does).
+/// An event's `CanonicalRecord` parts from its decision's (one `audit::Parts`); None when
+/// a text is not valid UTF-8 (a lone surrogate: the record is then a dict, which the log
+/// refuses as orjson does).
 fn audit_record_parts<'py>(
     parts: &AuditParts,
     event_id: &Bound<'py, PyString>,
     pseudonyms: &mut [(&str, Bound<'py, PyString>)],
     buf: &mut Vec<u8>,
-) -> Option<Vec<Bound<'py, PyAny>>> {
+) -> PyResult<Option<Bound<'py, PyAny>>> {
     let py = event_id.py();
-    let mut out = Vec::with_capacity(parts.pieces.len());
+    buf.clear();
+    let mut ends = [0; 2];
+    let mut own = 0;
     for piece in &parts.pieces {
-        buf.clear();
         match piece {
-            AuditPiece::Shared(bytes) => {
-                out.push(bytes.bind(py).clone().into_any());
-                continue;
+            AuditPiece::Shared(_) => continue,
+            AuditPiece::EventId => {
+                let Ok(id) = event_id.to_str() else {
+                    return Ok(None);
+                };
+                write_str(id, buf);
             }
-            AuditPiece::EventId => write_str(event_id.to_str().ok()?, buf),
             AuditPiece::Pseudonyms => {
                 // A dict of them, its keys sorted (a field is pseudonymised once).
                 pseudonyms.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -2081,14 +2091,23 @@ fn audit_record_parts<'py>(
                     }
                     write_str(path, buf);
                     buf.push(b':');
-                    write_str(token.to_str().ok()?, buf);
+                    let Ok(token) = token.to_str() else {
+                        return Ok(None);
+                    };
+                    write_str(token, buf);
                 }
                 buf.push(b'}');
             }
         }
-        out.push(PyBytes::new(py, buf).into_any());
+        // (A decision record holds each member once: two own parts at most.)
+        let Some(end) = ends.get_mut(own) else {
+            return Ok(None);
+        };
+        *end = buf.len();
+        own += 1;
     }
-    Some(out)
+    let made = audit::Parts::new(parts.template.clone(), buf, ends);
+    Ok(Some(Bound::new(py, made)?.into_any()))
 }
 
 /// What the core takes of an event's bytes, for the tests: `flat_members` and every
@@ -2153,6 +2172,7 @@ fn fjordgate_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RecordFactory>()?;
     m.add_class::<kafka::TxnProducer>()?;
     m.add_class::<message::Message>()?;
+    m.add_class::<audit::Parts>()?;
     m.add("KAFKA_QUEUE_FULL", kafka::QUEUE_FULL)?;
     m.add_function(wrap_pyfunction!(py_flat_members, m)?)?;
     m.add_function(wrap_pyfunction!(py_iso_with_zone, m)?)?;

@@ -867,3 +867,37 @@ def test_the_core_s_message_reads_as_an_outgoing_message_and_shows_no_event() ->
     assert made.event_id in text and str(len(made.value)) in text
     assert made.key is not None and made.key.decode() not in text
     assert b"driver_id" in made.value and "driver_id" not in text
+
+
+def test_the_core_s_audit_parts_read_as_bytes_and_chain_as_the_python_loop_writes() -> None:
+    from types import SimpleNamespace
+
+    from audit.log import AuditLog
+    from audit.merkle import MerkleFrontier
+
+    fast, reference = _pair(_policy())
+    raws = [orjson.dumps(e) for e in TrafficGenerator(seed=19).batch(120)]
+    _run_both(fast, reference, list(raws))  # the core learns the shapes
+    records = native.make_records(STREAM, raws)
+    fast.run_batch(records)
+    audits: list[Any] = [r.audit for r in records]
+    assert all(type(a) is CanonicalRecord for a in audits)
+    assert all(type(a.parts) is fjordgate_native.Parts for a in audits)
+    # A sequence of bytes, as the tuple it stands for.
+    parts = audits[0].parts
+    listed = list(parts)
+    assert len(parts) == len(listed) >= 3 and all(type(p) is bytes for p in listed)
+    assert b"".join(listed) == audits[0].body
+    assert parts[-1] == listed[-1] and parts[1:3] == tuple(listed[1:3]) and parts[5:2] == ()
+    with pytest.raises(IndexError):
+        parts[len(listed)]
+    assert records[0].event_id is not None and records[0].event_id not in repr(parts)
+    # Chained in place: the same lines as the log's Python loop writes for the records.
+    ts, prev = "2026-12-04T22:00:00.000001Z", "ab" * 32
+    compiled = fjordgate_native.chain_records(audits, 0, ts, prev, [], canonical=CanonicalRecord)
+    assert compiled is not None
+    out = bytearray()
+    state = SimpleNamespace(_frontier=MerkleFrontier(), _prev=prev)
+    receipts = AuditLog._encode(state, audits, 0, ts, out)  # type: ignore[arg-type]
+    assert compiled[0] == bytes(out)
+    assert compiled[1] == [r.leaf_hash for r in receipts]  # type: ignore[union-attr]
