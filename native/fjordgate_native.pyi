@@ -52,7 +52,7 @@ def chain_records(
     prev: str,
     stack: list[bytes],
     canonical: type | None = None,
-) -> tuple[bytes, list[str], list[bytes]] | None: ...
+) -> tuple[bytes, bytes, list[bytes]] | None: ...  # lines, hex leaf hashes, stack
 def split_array(body: bytes) -> list[bytes] | None: ...
 
 KAFKA_QUEUE_FULL: int

@@ -404,8 +404,39 @@ fn hex_into(digest: &[u8], out: &mut [u8]) {
     }
 }
 
-/// The lines, each record's leaf hash in hex, the Merkle frontier's new stack.
-type Chained<'py> = (Bound<'py, PyBytes>, Vec<String>, Vec<Bound<'py, PyBytes>>);
+/// The lines, the records' leaf hashes in hex (64 characters each, one after the other),
+/// the Merkle frontier's new stack.
+type Chained<'py> = (
+    Bound<'py, PyBytes>,
+    Bound<'py, PyBytes>,
+    Vec<Bound<'py, PyBytes>>,
+);
+
+thread_local! {
+    /// The lines of the thread's last group, kept for the next one: a group's megabytes
+    /// in new memory each time cost page faults and zeroed pages (perf, bench/gateway).
+    static LINES: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The thread's lines buffer, given back to it when dropped (at most 64 MiB is kept).
+struct Lines(Vec<u8>);
+
+impl Lines {
+    fn take() -> Self {
+        let mut out = LINES.with(std::cell::Cell::take);
+        out.clear();
+        Lines(out)
+    }
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        let out = std::mem::take(&mut self.0);
+        if out.capacity() <= 64 << 20 {
+            LINES.with(|cell| cell.set(out));
+        }
+    }
+}
 
 /// Encode and chain a group of audit records as `AuditLog._commit_records` does: each
 /// record with `seq` (from `seq`), `ts` and `prev` (the hex leaf hash of the line before,
@@ -416,7 +447,8 @@ type Chained<'py> = (Bound<'py, PyBytes>, Vec<String>, Vec<Bound<'py, PyBytes>>)
 /// A record of the exact class `canonical` (`audit.log.CanonicalRecord`: `parts`, `cuts`)
 /// is copied with the log's members spliced in.
 ///
-/// Returns (the lines, each record's leaf hash in hex, the frontier's new stack), or None
+/// Returns (the lines, the records' leaf hashes in hex one after the other (64 bytes
+/// each, not a str per record), the frontier's new stack), or None
 /// when a record is not an exact dict or `canonical` or holds a value this encoder does
 /// not write as orjson does: the caller then runs the Python loop on the whole group.
 #[pyfunction]
@@ -437,7 +469,9 @@ pub fn chain_records<'py>(
     {
         return Ok(None);
     }
-    let mut out: Vec<u8> = Vec::with_capacity(records.len() * 1_500);
+    let mut lines_buf = Lines::take();
+    let out = &mut lines_buf.0;
+    out.reserve(records.len() * 512);
     // (line start, hole, line end without its newline) per record
     let mut lines: Vec<(usize, usize, usize)> = Vec::with_capacity(records.len());
     let canonical = match canonical {
@@ -470,7 +504,7 @@ pub fn chain_records<'py>(
                 held.iter().map(|p| p.as_bytes()).collect()
             };
             let start = out.len();
-            let Some(hole) = splice(&bytes, cuts, &extra, &mut out) else {
+            let Some(hole) = splice(&bytes, cuts, &extra, out) else {
                 return Ok(None);
             };
             lines.push((start, hole, out.len()));
@@ -488,7 +522,7 @@ pub fn chain_records<'py>(
             }
         }
         let start = out.len();
-        let Some(hole) = write_dict(dict, &extra, &mut out, 1) else {
+        let Some(hole) = write_dict(dict, &extra, out, 1) else {
             return Ok(None);
         };
         lines.push((start, hole, out.len()));
@@ -499,7 +533,7 @@ pub fn chain_records<'py>(
     let hash = move || {
         let mut stack = stack;
         let mut prev = first_prev;
-        let mut hexes = Vec::with_capacity(lines.len());
+        let mut hexes = Vec::with_capacity(lines.len() * 64);
         for (size, &(start, hole, end)) in (seq + 1..).zip(&lines) {
             out[hole..hole + 64].copy_from_slice(&prev);
             let line = &out[start..end];
@@ -508,7 +542,7 @@ pub fn chain_records<'py>(
             hasher.update(line);
             let leaf: [u8; 32] = hasher.finalize().into();
             hex_into(&leaf, &mut prev);
-            hexes.push(String::from_utf8(prev.clone()).expect("hex"));
+            hexes.extend_from_slice(&prev);
             // Each trailing zero bit of the new size closes one perfect subtree.
             let mut node = leaf;
             let mut bits = size;
@@ -523,15 +557,19 @@ pub fn chain_records<'py>(
             }
             stack.push(node.to_vec());
         }
-        (out, hexes, stack)
+        (hexes, stack)
     };
     // A small group is hashed with the GIL held: giving it up and taking it back can wait
     // for another thread's switch interval (5 ms), longer than the hashing.
-    let (out, hexes, stack) = if release {
+    let (hexes, stack) = if release {
         py.allow_threads(hash)
     } else {
         hash()
     };
     let stack = stack.iter().map(|s| PyBytes::new(py, s)).collect();
-    Ok(Some((PyBytes::new(py, &out), hexes, stack)))
+    Ok(Some((
+        PyBytes::new(py, &lines_buf.0),
+        PyBytes::new(py, &hexes),
+        stack,
+    )))
 }

@@ -295,3 +295,41 @@ def test_interrupted_committer_withdraws_its_batch_and_the_log_goes_on(
     assert log.append({"type": "decision", "who": "after"}).seq == 1  # nothing was written
     log.close()
     assert [r.get("who") for r in records(log_dir)] == [None, "after"]
+
+
+def test_short_writes_are_resumed_and_the_group_lands_whole(
+    log_dir: Path, signing_key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A group's lines and its tree head go out in one writev; the kernel may take less
+    # (a signal, a full disk that frees up): the rest follows, in order, before the fsync.
+    from audit.verify import verify_log
+
+    real_writev = os.writev
+    calls: list[int] = []
+
+    def short_writev(fd: int, buffers: list[memoryview]) -> int:
+        calls.append(len(buffers))
+        # At most 1,000 bytes, cut inside a buffer or at its end.
+        taken: list[memoryview] = []
+        room = 1_000
+        for buffer in buffers:
+            if room == 0:
+                break
+            taken.append(buffer[:room])
+            room -= len(taken[-1])
+        return real_writev(fd, taken)
+
+    monkeypatch.setattr(os, "writev", short_writev)
+    log = AuditLog.open(log_dir, signing_key, tree_head_every=7)
+    try:
+        receipts = log.append_many(
+            [{"type": "decision", "n": n, "pad": "x" * 90} for n in range(40)]
+        )
+    finally:
+        log.close()
+    assert len(calls) > 5 and max(calls) >= 2  # short writes happened, of several buffers
+    decisions = [r for r in records(log_dir) if r["type"] == "decision"]
+    assert [r["n"] for r in decisions] == list(range(40))
+    assert [r.seq for r in receipts] == [r["seq"] for r in decisions]
+    report = verify_log(log_dir, [signing_key.public_key])
+    assert report.ok, report.problem

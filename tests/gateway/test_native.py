@@ -900,4 +900,4 @@ def test_the_core_s_audit_parts_read_as_bytes_and_chain_as_the_python_loop_write
     state = SimpleNamespace(_frontier=MerkleFrontier(), _prev=prev)
     receipts = AuditLog._encode(state, audits, 0, ts, out)  # type: ignore[arg-type]
     assert compiled[0] == bytes(out)
-    assert compiled[1] == [r.leaf_hash for r in receipts]  # type: ignore[union-attr]
+    assert compiled[1] == "".join(r.leaf_hash for r in receipts).encode()  # type: ignore[union-attr]
