@@ -33,7 +33,6 @@ from gateway.pii import Keyring
 from gateway.pii.findings import PII_TYPES, Finding
 from gateway.pii.transforms import redact
 from gateway.pipeline import Pipeline
-from gateway.record import OutgoingMessage
 from gateway.synthetic import TrafficGenerator, synthetic_fodselsnummer
 from policies import PolicyEngine, load_policy
 from tests.gateway.conftest import NORWAY_STRICT, STREAM
@@ -851,18 +850,30 @@ def test_a_served_batchs_answer_is_the_same_with_and_without_the_compiled_module
     assert compiled.status == python.status == 200
 
 
-def test_the_core_s_message_reads_as_an_outgoing_message_and_shows_no_event() -> None:
+def _core_records(seed: int, count: int) -> list[EventRecord]:
+    """Records of synthetic events that the core finished (after `_run_both` held its
+    records to the steps' on the same events)."""
     fast, reference = _pair(_policy())
-    raws = [orjson.dumps(e) for e in TrafficGenerator(seed=17).batch(50)]
-    _run_both(fast, reference, list(raws))  # the core learns the shapes
+    raws = [orjson.dumps(e) for e in TrafficGenerator(seed=seed).batch(count)]
+    assert _run_both(fast, reference, list(raws)) == count  # the core learns the shapes
     records = native.make_records(STREAM, raws)
     fast.run_batch(records)
+    return records
+
+
+def test_the_core_s_message_reads_as_an_outgoing_message_and_shows_no_event() -> None:
+    # (`_run_both` compares its fields with the steps' OutgoingMessage.)
+    records = _core_records(17, 50)
     made = records[0].message
     assert type(made) is fjordgate_native.Message
-    # Each field a new object when read, equal to the OutgoingMessage of the same event.
-    as_dataclass = OutgoingMessage(made.topic, made.key, made.value, made.headers, made.event_id)
-    assert made.headers == as_dataclass.headers and made.headers is not made.headers
+    # Each field made when read: a new list each time.
+    assert made.headers == made.headers and made.headers is not made.headers
     assert made.headers[0] == ("fjordgate-event-id", records[0].event_id)
+    assert [name for name, _ in made.headers] == [
+        "fjordgate-event-id",
+        "fjordgate-policy",
+        "fjordgate-stream",
+    ]
     text = repr(made)
     assert made.event_id in text and str(len(made.value)) in text
     assert made.key is not None and made.key.decode() not in text
@@ -875,11 +886,7 @@ def test_the_core_s_audit_parts_read_as_bytes_and_chain_as_the_python_loop_write
     from audit.log import AuditLog
     from audit.merkle import MerkleFrontier
 
-    fast, reference = _pair(_policy())
-    raws = [orjson.dumps(e) for e in TrafficGenerator(seed=19).batch(120)]
-    _run_both(fast, reference, list(raws))  # the core learns the shapes
-    records = native.make_records(STREAM, raws)
-    fast.run_batch(records)
+    records = _core_records(19, 120)
     audits: list[Any] = [r.audit for r in records]
     assert all(type(a) is CanonicalRecord for a in audits)
     assert all(type(a.parts) is fjordgate_native.Parts for a in audits)
