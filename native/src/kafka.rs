@@ -272,7 +272,6 @@ impl TxnProducer {
     }
 }
 
-/// A `rd_kafka_produceva` argument pointing at bytes (the value or the key).
 /// The arguments of a message the compiled core made (message.rs): its fields read in
 /// place, without the attribute lookups and header tuples of an `OutgoingMessage`. The
 /// pointers read from `m` and its header objects, which the caller holds.
@@ -333,6 +332,7 @@ fn header_arg(name: *const c_char, (val, size): (*const c_void, isize)) -> Vu {
     }
 }
 
+/// A `rd_kafka_produceva` argument pointing at bytes (the value or the key).
 fn bytes_arg(vtype: c_int, bytes: &[u8]) -> Vu {
     Vu {
         vtype,

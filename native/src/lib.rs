@@ -1457,8 +1457,8 @@ impl Core {
         // tag: the scan caches of the tag step, shared
         // Per field with findings: its path and policy classes, and (at the same place in
         // `lists`) the findings. The record gets no dicts of them: nothing after the core
-        // reads them, and making and freeing two dicts and a list per event was a fifth of
-        // the objects the core made (the steps, which read them, fill them in).
+        // reads them, and making and freeing two dicts and a list per event was one in
+        // seven of the objects the core made (the steps, which read them, fill them in).
         let mut found: Vec<(Bound<'py, PyString>, Bound<'py, PyTuple>)> = Vec::new();
         let mut lists: Vec<Bound<'py, PyAny>> = Vec::new();
         let nothing = self.nothing.bind(py);
