@@ -280,23 +280,7 @@ fn message_args(
     m: &Message,
     py: Python<'_>,
 ) -> PyResult<Vec<Vu>> {
-    let mut vu = Vec::with_capacity(7);
-    vu.push(Vu {
-        vtype: VTYPE_TOPIC,
-        u: VuData {
-            cstr: c_name(names, m.topic.bind(py))?,
-        },
-    });
-    vu.push(Vu {
-        vtype: VTYPE_MSGFLAGS,
-        u: VuData {
-            i: RD_KAFKA_MSG_F_COPY,
-        },
-    });
-    vu.push(bytes_arg(VTYPE_VALUE, m.value_bytes()));
-    if let Some(key) = m.key_bytes() {
-        vu.push(bytes_arg(VTYPE_KEY, key));
-    }
+    let mut vu = head_args(names, m.topic.bind(py), m.value_bytes(), m.key_bytes())?;
     let set = m.header_set();
     let id = m.event_id.bind(py).to_str()?;
     vu.push(header_arg(
@@ -308,19 +292,53 @@ fn message_args(
         let shared = shared.bind(py);
         let name = shared.get_item(0)?;
         let value = shared.get_item(1)?;
-        let val = match value.downcast::<PyBytes>() {
-            Ok(b) => (b.as_bytes().as_ptr().cast(), b.as_bytes().len() as isize),
-            Err(_) => {
-                let s = value.downcast::<PyString>()?.to_str()?;
-                (s.as_ptr().cast(), s.len() as isize)
-            }
-        };
         vu.push(header_arg(
             c_name(names, name.downcast::<PyString>()?)?,
-            val,
+            header_value(&value)?,
         ));
     }
     Ok(vu)
+}
+
+/// The arguments every message starts with: its topic, the copy flag, its value and
+/// key (if any). The pointers read from `value` and `key`, which the caller holds.
+fn head_args(
+    names: &mut Vec<(Py<PyString>, CString)>,
+    topic: &Bound<'_, PyString>,
+    value: &[u8],
+    key: Option<&[u8]>,
+) -> PyResult<Vec<Vu>> {
+    let mut vu = Vec::with_capacity(7);
+    vu.push(Vu {
+        vtype: VTYPE_TOPIC,
+        u: VuData {
+            cstr: c_name(names, topic)?,
+        },
+    });
+    vu.push(Vu {
+        vtype: VTYPE_MSGFLAGS,
+        u: VuData {
+            i: RD_KAFKA_MSG_F_COPY,
+        },
+    });
+    vu.push(bytes_arg(VTYPE_VALUE, value));
+    if let Some(key) = key {
+        vu.push(bytes_arg(VTYPE_KEY, key));
+    }
+    Ok(vu)
+}
+
+/// A header's value for `rd_kafka_produceva`: None as no value, bytes as they are, a
+/// str as its UTF-8. The pointer reads from `value`, which the caller keeps alive.
+fn header_value(value: &Bound<'_, PyAny>) -> PyResult<(*const c_void, isize)> {
+    if value.is_none() {
+        return Ok((std::ptr::null(), 0));
+    }
+    let bytes = match value.downcast::<PyBytes>() {
+        Ok(b) => b.as_bytes(),
+        Err(_) => value.downcast::<PyString>()?.to_str()?.as_bytes(),
+    };
+    Ok((bytes.as_ptr().cast(), bytes.len() as isize))
 }
 
 fn header_arg(name: *const c_char, (val, size): (*const c_void, isize)) -> Vu {
@@ -471,53 +489,29 @@ impl TxnProducer {
                 continue;
             }
             let topic = m.getattr(intern!(py, "topic"))?;
-            let topic = c_name(&mut names, topic.downcast::<PyString>()?)?;
-            let mut vu = Vec::with_capacity(7);
-            vu.push(Vu {
-                vtype: VTYPE_TOPIC,
-                u: VuData { cstr: topic },
-            });
-            vu.push(Vu {
-                vtype: VTYPE_MSGFLAGS,
-                u: VuData {
-                    i: RD_KAFKA_MSG_F_COPY,
-                },
-            });
             let value = m.getattr(intern!(py, "value"))?;
-            vu.push(bytes_arg(
-                VTYPE_VALUE,
-                value.downcast::<PyBytes>()?.as_bytes(),
-            ));
-            held.push(value);
             let key = m.getattr(intern!(py, "key"))?;
-            if !key.is_none() {
-                vu.push(bytes_arg(VTYPE_KEY, key.downcast::<PyBytes>()?.as_bytes()));
-                held.push(key);
-            }
+            let key_bytes = if key.is_none() {
+                None
+            } else {
+                Some(key.downcast::<PyBytes>()?.as_bytes())
+            };
+            let mut vu = head_args(
+                &mut names,
+                topic.downcast::<PyString>()?,
+                value.downcast::<PyBytes>()?.as_bytes(),
+                key_bytes,
+            )?;
+            held.push(value);
+            held.push(key);
             let headers = m.getattr(intern!(py, "headers"))?;
             for header in headers.try_iter()? {
                 let header = header?;
                 let (name, value): (Bound<'py, PyString>, Bound<'py, PyAny>) = header.extract()?;
-                let name = c_name(&mut names, &name)?;
-                let (ptr, size): (*const c_void, isize) = if value.is_none() {
-                    (std::ptr::null(), 0)
-                } else if let Ok(b) = value.downcast::<PyBytes>() {
-                    let b = b.as_bytes();
-                    (b.as_ptr().cast(), b.len() as isize)
-                } else {
-                    let s = value.downcast::<PyString>()?.to_str()?;
-                    (s.as_ptr().cast(), s.len() as isize)
-                };
-                vu.push(Vu {
-                    vtype: VTYPE_HEADER,
-                    u: VuData {
-                        header: Header {
-                            name,
-                            val: ptr,
-                            size,
-                        },
-                    },
-                });
+                vu.push(header_arg(
+                    c_name(&mut names, &name)?,
+                    header_value(&value)?,
+                ));
                 held.push(value);
             }
             args.push(Args(vu));
