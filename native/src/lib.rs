@@ -1071,19 +1071,19 @@ struct PlanItem {
     op: Op,
 }
 
-/// A part of an audit record's canonical encoding (an `audit.log.CanonicalRecord`'s).
-enum AuditPiece {
-    Shared(Py<PyBytes>), // members the decision fixes, keys and punctuation
+/// An event's own part of its audit record's canonical encoding.
+enum OwnPart {
     EventId,
     Pseudonyms,
 }
 
-/// A decision's audit record as `CanonicalRecord` parts, with the cuts they all share
-/// and the `audit.shared.SharedMembers` its member `shared` names (or None).
+/// A decision's audit record as `CanonicalRecord` parts (the members the decision fixes,
+/// keys and punctuation, shared by every event's `audit::Parts`), which of them are the
+/// event's own (at most two, in order), the cuts they all share and the
+/// `audit.shared.SharedMembers` its member `shared` names (or None).
 struct AuditParts {
-    pieces: Vec<AuditPiece>,
-    // The same, as every event's `audit::Parts` shares them.
-    template: std::sync::Arc<[audit::Piece]>,
+    pieces: std::sync::Arc<[audit::Piece]>,
+    own: Vec<OwnPart>,
     cuts: Py<PyTuple>,
     shared: PyObject,
 }
@@ -1991,11 +1991,12 @@ fn audit_parts(base: &Bound<'_, PyDict>) -> PyResult<Option<AuditParts>> {
     }
     members.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let mut pieces = Vec::new();
+    let mut own_parts = Vec::new();
     let mut cuts = Vec::with_capacity(3);
     let mut run = vec![b'{'];
-    let flush = |run: &mut Vec<u8>, pieces: &mut Vec<AuditPiece>| {
+    let flush = |run: &mut Vec<u8>, pieces: &mut Vec<audit::Piece>| {
         if !run.is_empty() {
-            pieces.push(AuditPiece::Shared(PyBytes::new(py, run).unbind()));
+            pieces.push(audit::Piece::Shared(PyBytes::new(py, run).unbind()));
             run.clear();
         }
     };
@@ -2014,8 +2015,8 @@ fn audit_parts(base: &Bound<'_, PyDict>) -> PyResult<Option<AuditParts>> {
         write_str(key, &mut run);
         run.push(b':');
         let own = match key.as_str() {
-            "event_id" => Some(AuditPiece::EventId),
-            "pseudonyms" if value.is_none() => Some(AuditPiece::Pseudonyms),
+            "event_id" => Some(OwnPart::EventId),
+            "pseudonyms" if value.is_none() => Some(OwnPart::Pseudonyms),
             "shared" => {
                 // Written as its reference; the log writes the members (audit/shared.py).
                 let Ok(reference) = value.getattr(intern!(py, "ref")) else {
@@ -2031,9 +2032,10 @@ fn audit_parts(base: &Bound<'_, PyDict>) -> PyResult<Option<AuditParts>> {
             _ => None,
         };
         match own {
-            Some(piece) => {
+            Some(part) => {
                 flush(&mut run, &mut pieces);
-                pieces.push(piece);
+                pieces.push(audit::Piece::Own);
+                own_parts.push(part);
             }
             None => {
                 if !audit::write_value(value, &mut run, 1) {
@@ -2044,16 +2046,9 @@ fn audit_parts(base: &Bound<'_, PyDict>) -> PyResult<Option<AuditParts>> {
     }
     run.push(b'}');
     flush(&mut run, &mut pieces);
-    let template: std::sync::Arc<[audit::Piece]> = pieces
-        .iter()
-        .map(|piece| match piece {
-            AuditPiece::Shared(bytes) => audit::Piece::Shared(bytes.clone_ref(py)),
-            AuditPiece::EventId | AuditPiece::Pseudonyms => audit::Piece::Own,
-        })
-        .collect();
     Ok(Some(AuditParts {
-        pieces,
-        template,
+        pieces: pieces.into(),
+        own: own_parts,
         cuts: PyTuple::new(py, cuts)?.unbind(),
         shared,
     }))
@@ -2071,17 +2066,15 @@ fn audit_record_parts<'py>(
     let py = event_id.py();
     buf.clear();
     let mut ends = [0; 2];
-    let mut own = 0;
-    for piece in &parts.pieces {
-        match piece {
-            AuditPiece::Shared(_) => continue,
-            AuditPiece::EventId => {
+    for (n, part) in parts.own.iter().enumerate() {
+        match part {
+            OwnPart::EventId => {
                 let Ok(id) = event_id.to_str() else {
                     return Ok(None);
                 };
                 write_str(id, buf);
             }
-            AuditPiece::Pseudonyms => {
+            OwnPart::Pseudonyms => {
                 // A dict of them, its keys sorted (a field is pseudonymised once).
                 pseudonyms.sort_unstable_by(|a, b| a.0.cmp(b.0));
                 buf.push(b'{');
@@ -2100,13 +2093,12 @@ fn audit_record_parts<'py>(
             }
         }
         // (A decision record holds each member once: two own parts at most.)
-        let Some(end) = ends.get_mut(own) else {
+        let Some(end) = ends.get_mut(n) else {
             return Ok(None);
         };
         *end = buf.len();
-        own += 1;
     }
-    let made = audit::Parts::new(parts.template.clone(), buf, ends);
+    let made = audit::Parts::new(parts.pieces.clone(), buf, ends);
     Ok(Some(Bound::new(py, made)?.into_any()))
 }
 
