@@ -38,6 +38,8 @@ RESERVED_TYPES = frozenset({TREE_HEAD_TYPE, LOG_CREATED, SIGNING_KEY_ROTATION, S
 
 _log = structlog.get_logger(__name__)
 
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
 
 @dataclass(slots=True, eq=False, repr=False)
 class CanonicalRecord(Mapping[str, Any]):
@@ -298,6 +300,7 @@ class AuditLog:
         tree_head_ms: float,
         segment_max_bytes: int,
         segment_max_age_s: float,
+        drop_written_pages: bool = True,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         if batch_size < 1:
@@ -312,6 +315,7 @@ class AuditLog:
         self._tree_head_interval = max(0.001, tree_head_ms / 1000.0)
         self._segment_max_bytes = segment_max_bytes
         self._segment_max_age = segment_max_age_s
+        self._drop_written_pages = drop_written_pages and hasattr(os, "posix_fadvise")
         self._clock = clock or _now
 
         self._lock_ = threading.Lock()
@@ -332,6 +336,7 @@ class AuditLog:
         self._segment_index = 0
         self._segment_fd = -1
         self._segment_bytes = 0
+        self._pages_dropped_to = 0  # the segment's bytes before this are out of the page cache
         self._segment_started = 0.0  # set when a segment is opened
         self._shared_written: set[str] = set()  # refs of the shared members in this segment
         self._latest_tree_head: SignedTreeHead | None = None
@@ -355,6 +360,7 @@ class AuditLog:
         segment_max_bytes: int = 64 * 1024 * 1024,
         segment_max_age_s: float = 24 * 3600.0,
         previous_key: SigningKey | None = None,
+        drop_written_pages: bool = True,
         clock: Callable[[], datetime] | None = None,
     ) -> AuditLog:
         """Open (or create) the log in `directory` for appending.
@@ -362,6 +368,10 @@ class AuditLog:
         A torn tail (a partial last entry after a crash) is cut back and a `recovery` record
         says so. When the log's tree heads are signed by `previous_key`, the log rotates to
         `signing_key` and records the rotation; any other key mismatch is refused.
+        Once fsynced, what was written is dropped from the page cache (`drop_written_pages`):
+        the log is read back only by verification and reports, and its pages would otherwise
+        crowd out what is read (the processor's state); PostgreSQL drops its write-ahead log's
+        pages for the same reason. Pass False when a reader tails the live log on this machine.
         `clock` gives the time stamped on records and tree heads (default: the system clock in
         UTC); tests use it to spread records over time.
         """
@@ -376,6 +386,7 @@ class AuditLog:
             tree_head_ms=tree_head_ms,
             segment_max_bytes=segment_max_bytes,
             segment_max_age_s=segment_max_age_s,
+            drop_written_pages=drop_written_pages,
             clock=clock,
         )
         log._lock()
@@ -493,6 +504,7 @@ class AuditLog:
         fd = os.open(path, flags, 0o640)
         self._segment_fd = fd
         self._segment_bytes = os.fstat(fd).st_size
+        self._pages_dropped_to = 0
         # Reopened, it may hold definitions already; a second one of a ref is the same.
         self._shared_written = set()
         if new:
@@ -856,6 +868,18 @@ class AuditLog:
         os.fsync(self._segment_fd)
         self._segment_bytes += size
         self.commits += 1
+        if self._drop_written_pages:
+            # Whole pages only: the kernel keeps a partial last page, which the next write
+            # fills. Measured in bench/gateway (served, alternating pairs): 1.06x, 1.08x,
+            # 1.11x end to end, the gateway's CPU 9.1 -> 8.3 µs per event. Without it the
+            # copy into new page-cache pages was 9% of the gateway's CPU, several times its
+            # cost in isolation; probably because the benchmark's VM hands free memory back
+            # to its host, and pages freed here are reused before they are handed back.
+            start = self._pages_dropped_to
+            os.posix_fadvise(
+                self._segment_fd, start, self._segment_bytes - start, os.POSIX_FADV_DONTNEED
+            )
+            self._pages_dropped_to = self._segment_bytes - self._segment_bytes % _PAGE_SIZE
 
     def _seal_segment(self) -> None:
         """Close the current segment with its final signed tree head and start the next."""

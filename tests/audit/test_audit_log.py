@@ -333,3 +333,41 @@ def test_short_writes_are_resumed_and_the_group_lands_whole(
     assert [r.seq for r in receipts] == [r["seq"] for r in decisions]
     report = verify_log(log_dir, [signing_key.public_key])
     assert report.ok, report.problem
+
+
+def _resident_pages(path: Path) -> tuple[int, int]:
+    """(pages of `path` in the page cache, pages of the file), by mincore(2)."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    size = path.stat().st_size
+    pages = -(-size // mmap.PAGESIZE)
+    with path.open("rb") as f, mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY) as mapped:
+        address = ctypes.addressof(ctypes.c_char.from_buffer(mapped))
+        vector = (ctypes.c_ubyte * pages)()
+        if libc.mincore(ctypes.c_void_p(address), ctypes.c_size_t(size), vector) != 0:
+            raise OSError(ctypes.get_errno(), "mincore")
+        return sum(v & 1 for v in vector), pages
+
+
+@pytest.mark.parametrize("drop", [True, False])
+def test_written_pages_leave_the_page_cache_once_fsynced(
+    log_dir: Path, signing_key: SigningKey, drop: bool
+) -> None:
+    # What is written and fsynced is dropped from the page cache, but for a partial last
+    # page (the next write fills it); with drop_written_pages=False it stays.
+    log = AuditLog.open(log_dir, signing_key, drop_written_pages=drop)
+    try:
+        for n in range(20):
+            log.append_many([{"type": "decision", "n": n, "pad": "x" * 400} for _ in range(100)])
+        [(_, segment)] = list_segments(log_dir)
+        resident, pages = _resident_pages(segment)
+    finally:
+        log.close()
+    assert pages > 200  # about 1 MB written
+    if drop:
+        assert resident <= 1
+    else:
+        assert resident > pages - 2
+    assert len([r for r in records(log_dir) if r["type"] == "decision"]) == 2_000
