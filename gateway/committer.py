@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import structlog
 
 from gateway.errors import Overloaded, PublishError, Unavailable
-from gateway.idempotency import EventIdIndex
+from gateway.idempotency import IdIndex
 from gateway.metrics import GatewayMetrics
 from gateway.publish import Publisher
 from gateway.record import EventRecord
@@ -85,7 +85,7 @@ class Committer:
         self,
         audit: AuditSink,
         publisher: Publisher | Sequence[Publisher],
-        index: EventIdIndex,
+        index: IdIndex,
         metrics: GatewayMetrics,
         *,
         max_pending_events: int = 50_000,

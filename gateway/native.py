@@ -46,6 +46,7 @@ import structlog
 from audit import CanonicalRecord
 from gateway import record
 from gateway.fields import nested_parts
+from gateway.idempotency import EventIdIndex, IdIndex
 from gateway.pii.detector import Detector
 from gateway.pii.findings import PII_TYPES, Finding
 from gateway.pii.pseudonymise import Pseudonymiser
@@ -121,6 +122,15 @@ def make_records(stream: str, items: list[Any], source: str = "http") -> list[Ev
         return record.make_records(stream, items, source)
     made: list[EventRecord] = _record_factory().make(stream, items, source, orjson.dumps)
     return made
+
+
+def event_id_index(capacity: int) -> IdIndex:
+    """The event-id index: the compiled one when it is enabled (no pause when a
+    generation is forgotten, ids looked up without the GIL), else the reference."""
+    if not enabled():
+        return EventIdIndex(capacity)
+    index: IdIndex = fjordgate_native.EventIdIndex(capacity)
+    return index
 
 
 def results_json(records: list[EventRecord]) -> tuple[bytes, dict[str, int]] | None:

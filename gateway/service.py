@@ -14,10 +14,10 @@ from typing import Any
 
 import structlog
 
+from gateway import native
 from gateway.auth import ApiKey, ApiKeyStore
 from gateway.committer import AuditSink, Committer
 from gateway.http import GatewayApp
-from gateway.idempotency import EventIdIndex
 from gateway.ingest import Ingest
 from gateway.logs import mark_personal
 from gateway.metrics import GatewayMetrics
@@ -99,7 +99,7 @@ class Gateway:
         self.max_events_per_batch = max_events_per_batch
         self.tools = pii_tools(keyring)
         self.keys = ApiKeyStore(api_keys)
-        self.index = EventIdIndex(index_capacity)
+        self.index = native.event_id_index(index_capacity)
         self.committer = Committer(
             audit,
             self.publishers,

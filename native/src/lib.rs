@@ -31,6 +31,7 @@ const RELEASE_GIL_BYTES: usize = 64 * 1024;
 mod audit;
 mod batch;
 mod detector;
+mod idindex;
 mod kafka;
 mod message;
 
@@ -2165,6 +2166,7 @@ fn fjordgate_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<kafka::TxnProducer>()?;
     m.add_class::<message::Message>()?;
     m.add_class::<audit::Parts>()?;
+    m.add_class::<idindex::EventIdIndex>()?;
     m.add("KAFKA_QUEUE_FULL", kafka::QUEUE_FULL)?;
     m.add_function(wrap_pyfunction!(py_flat_members, m)?)?;
     m.add_function(wrap_pyfunction!(py_iso_with_zone, m)?)?;
