@@ -19,7 +19,7 @@ use std::sync::Mutex;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 /// The table's hash of a fingerprint: its low 64 bits (already a keyed hash).
 #[derive(Default)]
@@ -54,9 +54,20 @@ pub struct EventIdIndex {
 }
 
 impl EventIdIndex {
-    fn fingerprint(&self, id: &str) -> u128 {
-        let high = self.keys.0.hash_one(id) as u128;
-        (high << 64) | self.keys.1.hash_one(id) as u128
+    fn fingerprint(&self, id: &Bound<'_, PyString>) -> PyResult<u128> {
+        let print = |bytes: &[u8]| {
+            let high = self.keys.0.hash_one(bytes) as u128;
+            (high << 64) | self.keys.1.hash_one(bytes) as u128
+        };
+        match id.to_str() {
+            Ok(text) => Ok(print(text.as_bytes())),
+            // A lone surrogate (no JSON parser here lets one through): its bytes as
+            // Python's surrogatepass writes them, which no valid str's UTF-8 equals.
+            Err(_) => {
+                let bytes = id.call_method1("encode", ("utf-8", "surrogatepass"))?;
+                Ok(print(bytes.downcast::<PyBytes>()?.as_bytes()))
+            }
+        }
     }
 
     /// The fingerprints of `ids` (strs; None is skipped when `none_ok`).
@@ -64,7 +75,7 @@ impl EventIdIndex {
         let mut out = Vec::new();
         let one = |out: &mut Vec<u128>, item: Bound<'_, PyAny>| -> PyResult<()> {
             if let Ok(text) = item.downcast::<PyString>() {
-                out.push(self.fingerprint(text.to_str()?));
+                out.push(self.fingerprint(text)?);
             } else if !(none_ok && item.is_none()) {
                 return Err(PyTypeError::new_err(format!(
                     "event ids are str, not {}",
@@ -129,7 +140,7 @@ impl EventIdIndex {
         let Ok(text) = event_id.downcast::<PyString>() else {
             return Ok(false);
         };
-        let print = self.fingerprint(text.to_str()?);
+        let print = self.fingerprint(text)?;
         let generations = self.lock();
         Ok(generations.current.contains(&print) || generations.previous.contains(&print))
     }
