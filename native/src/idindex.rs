@@ -19,7 +19,7 @@ use std::sync::Mutex;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString};
 
 /// The table's hash of a fingerprint: its low 64 bits (already a keyed hash).
 #[derive(Default)]
@@ -84,14 +84,10 @@ impl EventIdIndex {
             }
             Ok(())
         };
+        // A list (what the committer passes) read in place; any other iterable iterated.
         if let Ok(list) = ids.downcast::<PyList>() {
             out.reserve(list.len());
             for item in list.iter() {
-                one(&mut out, item)?;
-            }
-        } else if let Ok(tuple) = ids.downcast::<PyTuple>() {
-            out.reserve(tuple.len());
-            for item in tuple.iter() {
                 one(&mut out, item)?;
             }
         } else {
