@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from bench.gateway.__main__ import accepted_count
+from bench.gateway.__main__ import _ACCEPTED, accepted_count
 from gateway.synthetic import TrafficGenerator
 from tests.gateway.conftest import STREAM, LocalGateway
 
@@ -26,6 +26,8 @@ def test_the_count_read_from_the_head_is_the_answers_own(local_gateway: LocalGat
     assert counts == [10, 10, 0]  # the second repeats the first ten, the third all but `bad`
     assert orjson.loads(answers[2])["rejected"] == 1
     for answer, count in zip(answers, counts, strict=True):
+        # The gateway's answers take the fast path: their head is read, not parsed whole.
+        assert _ACCEPTED.match(answer) is not None
         assert accepted_count(answer) == count
         assert accepted_count(answer, check=True) == count
 
