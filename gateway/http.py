@@ -197,8 +197,8 @@ class GatewayApp:
         body = await _read_body(receive, self.max_body_bytes)
         if body is None:
             return _too_large(self.max_body_bytes)
-        records = self.ingest.parse_body(stream, body, headers.get("content-type"))
-        return await self.ingest.ingest(stream, records)
+        records = self.ingest.prepare(stream, body, headers.get("content-type"))
+        return await self.ingest.commit_batch(stream, records)
 
 
 def _too_large(limit: int) -> BatchResult:

@@ -204,6 +204,18 @@ class NativeCore:
         left: list[EventRecord] = self._core.run(records)
         return left
 
+    def run_array(
+        self, body: bytes, stream: str, source: str, max_events: int
+    ) -> tuple[int, list[EventRecord] | None, list[EventRecord]] | None:
+        """A JSON-array body's records, made and, where it can, finished by the core:
+        (events, records, those left for the steps); records None when there are more
+        than `max_events`; None when the body is not an array of objects the compiled
+        scan vouches for, or the core is in use (parse the body and run the records)."""
+        made: tuple[int, list[EventRecord] | None, list[EventRecord]] | None = self._core.run_array(
+            body, _record_factory(), stream, source, max_events
+        )
+        return made
+
     def cached_pseudonyms(self) -> list[int]:
         """How many pseudonyms the core keeps, per pseudonymiser."""
         counts: list[int] = self._core.cached_pseudonyms()

@@ -55,10 +55,10 @@ def starlette_app(gateway: Gateway) -> Any:
         if key is None or not key.allows(stream):
             return Response(orjson.dumps(error_body("invalid_api_key", "no")), status_code=401)
         try:
-            records = ingest.parse_body(
+            records = ingest.prepare(
                 stream, await request.body(), request.headers.get("content-type")
             )
-            result = await ingest.ingest(stream, records)
+            result = await ingest.commit_batch(stream, records)
         except BatchError as exc:
             return Response(orjson.dumps(error_body(exc.code, exc.message)), status_code=exc.status)
         return Response(

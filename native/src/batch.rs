@@ -158,6 +158,18 @@ fn array_of_objects(b: &[u8]) -> Option<Vec<(usize, usize)>> {
     }
 }
 
+/// The (start, end) of each event of a JSON-array body, if this scan vouches that orjson
+/// reads it as an array of objects (the whole body is valid UTF-8 then, and each span
+/// starts at a `{` and ends after a `}`).
+pub(crate) fn array_spans(py: Python<'_>, data: &[u8]) -> Option<Vec<(usize, usize)>> {
+    // A small body is scanned with the GIL held (see RELEASE_GIL_BYTES).
+    if data.len() >= crate::RELEASE_GIL_BYTES {
+        py.allow_threads(|| array_of_objects(data))
+    } else {
+        array_of_objects(data)
+    }
+}
+
 /// The events of a JSON-array body as bytes, each exactly as written; None when the body
 /// is not an array of objects this scan vouches for (the caller parses it with orjson).
 #[pyfunction]
@@ -166,12 +178,7 @@ pub fn split_array<'py>(
     body: &Bound<'py, PyBytes>,
 ) -> Option<Vec<Bound<'py, PyBytes>>> {
     let data = body.as_bytes();
-    // A small body is scanned with the GIL held (see RELEASE_GIL_BYTES).
-    let spans = if data.len() >= crate::RELEASE_GIL_BYTES {
-        py.allow_threads(|| array_of_objects(data))?
-    } else {
-        array_of_objects(data)?
-    };
+    let spans = array_spans(py, data)?;
     Some(
         spans
             .into_iter()

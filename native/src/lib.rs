@@ -943,17 +943,11 @@ impl RecordFactory {
     ) -> PyResult<Bound<'py, PyList>> {
         let records = PyList::empty(py);
         for (i, item) in items.iter().enumerate() {
-            let record = self.class.alloc(py)?;
+            let record = self.one(py, &stream, i, &source)?;
             let slots = Slots {
                 obj: &record,
                 offsets: &self.class.offsets,
             };
-            for (field, default) in self.defaults.iter().enumerate() {
-                slots.set(field, default.bind(py).clone());
-            }
-            slots.set(self.stream, stream.clone().into_any());
-            slots.set(self.index, i.into_pyobject(py)?.into_any());
-            slots.set(self.source, source.clone().into_any());
             if item.is_exact_instance_of::<PyBytes>() {
                 slots.set(self.raw, item);
             } else if item.is_exact_instance_of::<PyDict>() {
@@ -964,6 +958,30 @@ impl RecordFactory {
             records.append(record)?;
         }
         Ok(records)
+    }
+}
+
+impl RecordFactory {
+    /// A record of `stream` with every field at its default but its index and source.
+    fn one<'py>(
+        &self,
+        py: Python<'py>,
+        stream: &Bound<'py, PyString>,
+        index: usize,
+        source: &Bound<'py, PyString>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let record = self.class.alloc(py)?;
+        let slots = Slots {
+            obj: &record,
+            offsets: &self.class.offsets,
+        };
+        for (field, default) in self.defaults.iter().enumerate() {
+            slots.set(field, default.bind(py).clone());
+        }
+        slots.set(self.stream, stream.clone().into_any());
+        slots.set(self.index, index.into_pyobject(py)?.into_any());
+        slots.set(self.source, source.clone().into_any());
+        Ok(record)
     }
 }
 
@@ -1311,6 +1329,64 @@ impl Core {
         Ok(left)
     }
 
+    /// A JSON-array body's records, made here (`factory` makes them as
+    /// `gateway.native.make_records` does), those this core can finish finished: (the
+    /// number of events, the records in order, those left for the pipeline's steps, which
+    /// hold their bytes as received). Without a bytes object per event it finishes, nor a
+    /// second pass to fill them in. None when the body is not an array of objects the
+    /// scan vouches for (parse it with orjson), or the core is in use; (count, None,
+    /// None) when it holds more than `max_events` events (nothing is made).
+    #[pyo3(signature = (body, factory, stream, source, max_events))]
+    #[allow(clippy::type_complexity)]
+    fn run_array<'py>(
+        slf: &Bound<'py, Self>,
+        body: &Bound<'py, PyBytes>,
+        factory: &Bound<'py, RecordFactory>,
+        stream: &Bound<'py, PyString>,
+        source: &Bound<'py, PyString>,
+        max_events: usize,
+    ) -> PyResult<Option<(usize, Option<Bound<'py, PyList>>, Option<Bound<'py, PyList>>)>> {
+        let py = slf.py();
+        let data = body.as_bytes();
+        let Some(spans) = batch::array_spans(py, data) else {
+            return Ok(None);
+        };
+        if spans.len() > max_events {
+            return Ok(Some((spans.len(), None, None)));
+        }
+        let Ok(mut core) = slf.try_borrow_mut() else {
+            return Ok(None);
+        };
+        let factory = factory.borrow();
+        let records = PyList::empty(py);
+        let left = PyList::empty(py);
+        let mut hits: u64 = 0;
+        for (i, (from, to)) in spans.iter().copied().enumerate() {
+            let record = factory.one(py, stream, i, source)?;
+            // SAFETY: `array_spans` checked the whole body is UTF-8, and a span starts
+            // at a `{` and ends after a `}`: ASCII, so on character boundaries.
+            let text = unsafe { std::str::from_utf8_unchecked(&data[from..to]) };
+            match core.raw_event(py, text)? {
+                Some(done) => {
+                    core.commit(py, &record, done)?;
+                    hits += 1;
+                }
+                None => {
+                    let slots = core.record_cls.instance(&record).expect("made by the factory");
+                    slots.set(R_RAW, PyBytes::new(py, text.as_bytes()).into_any());
+                    left.append(&record)?;
+                }
+            }
+            records.append(record)?;
+        }
+        if hits > 0 {
+            let shapes = core.shapes.bind(py);
+            let before: u64 = shapes.getattr(intern!(py, "hits"))?.extract()?;
+            shapes.setattr(intern!(py, "hits"), before + hits)?;
+        }
+        Ok(Some((spans.len(), Some(records), Some(left))))
+    }
+
     /// How many pseudonyms each pseudonymiser's cache holds, for tests and stats.
     fn cached_pseudonyms(&self) -> Vec<usize> {
         self.token_caches.iter().map(|(_, c)| c.len()).collect()
@@ -1345,17 +1421,7 @@ impl Core {
             let Ok(text) = std::str::from_utf8(raw.as_bytes()) else {
                 return Ok(None);
             };
-            let Some(members) = flat_members(text) else {
-                return Ok(None);
-            };
-            let mut fields = Vec::with_capacity(members.len());
-            for (key, value) in members {
-                let Some(val) = raw_val(value) else {
-                    return Ok(None);
-                };
-                fields.push((Cow::Borrowed(key), val, None));
-            }
-            return self.process(py, &fields);
+            return self.raw_event(py, text);
         }
         let Ok(event) = event.downcast_into_exact::<PyDict>() else {
             return Ok(None);
@@ -1381,6 +1447,21 @@ impl Core {
             event.del_item(self.id_field.bind(py))?;
         }
         Ok(done)
+    }
+
+    /// An event as received (its JSON text), as `one` takes a record holding it.
+    fn raw_event<'py>(&mut self, py: Python<'py>, text: &str) -> PyResult<Option<Done<'py>>> {
+        let Some(members) = flat_members(text) else {
+            return Ok(None);
+        };
+        let mut fields = Vec::with_capacity(members.len());
+        for (key, value) in members {
+            let Some(val) = raw_val(value) else {
+                return Ok(None);
+            };
+            fields.push((Cow::Borrowed(key), val, None));
+        }
+        self.process(py, &fields)
     }
 
     fn process<'py>(

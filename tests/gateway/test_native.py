@@ -735,9 +735,82 @@ def test_the_ingest_makes_the_same_records_from_a_split_body(tmp_path: Path) -> 
             pipeline.run_batch(records)
             # (No tag dicts compared: the core, which finishes most, keeps them to itself.)
             outcomes.append([_outcome(r, False, False) for r in records])
-    assert outcomes[0] == outcomes[1] == outcomes[2] == outcomes[3]
+    # The HTTP path's own: the records made by the core as it finishes them.
+    made = fast.run_array(body, "http", 10_000)
+    assert made is not None and made[0] == 200 and made[1] is not None
+    records = made[1]
+    assert [r.index for r in records] == list(range(200))
+    assert all(type(r) is EventRecord and r.stream == STREAM for r in records)
+    outcomes.append([_outcome(r, False, False) for r in records])
+    assert outcomes[0] == outcomes[1] == outcomes[2] == outcomes[3] == outcomes[4]
     statuses = [o[0] for o in outcomes[0]]
     assert statuses.count("pending") == 199 and statuses[9] == "rejected", statuses
+    # What the core finished holds no bytes of the event; what the steps ran, as written.
+    assert records[9].raw == orjson.dumps(events[9])
+    assert all(r.raw is None and r.event is None for r in records if r.index != 9)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    events=st.lists(_event().filter(_safe), min_size=1, max_size=12),
+    form=st.sampled_from(["orjson", "escaped", "duplicate"]),
+)
+def test_a_body_s_records_made_by_the_core_end_as_split_records_do(
+    events: list[dict[str, Any]], form: str
+) -> None:
+    fast, reference = _pair(_policy())
+    for i, event in enumerate(events):
+        event.setdefault("event_id", f"gen-{i}")
+    body = b"[" + b",".join(_raw(e, form) for e in events) + b"]"
+    outcomes = []
+    for _ in range(2):  # the second time every cache is warm
+        made = fast.run_array(body, "http", len(events))
+        items = native.split_array(body)
+        assert (made is None) == (items is None)
+        if made is None:
+            continue
+        assert made[0] == len(events) and made[1] is not None
+        records = native.make_records(STREAM, items)  # type: ignore[arg-type]
+        reference.run_batch(records)
+        outcomes = [[_outcome(r, False, False) for r in rs] for rs in (made[1], records)]
+        assert outcomes[0] == outcomes[1]
+    assert fast.run_array(body, "http", len(events) - 1) == (len(events), None)
+
+
+def test_the_http_path_refuses_what_parse_body_refuses_and_says_alike() -> None:
+    from gateway.errors import BatchError
+    from gateway.ingest import Ingest
+    from gateway.metrics import GatewayMetrics
+
+    fast, _ = _pair(_policy())
+    pipelines = type("Pipelines", (), {"get": lambda self, s: fast if s == STREAM else None})()
+    ingest = Ingest(pipelines, None, GatewayMetrics(), max_events_per_batch=3)  # type: ignore[arg-type]
+    traffic = TrafficGenerator(seed=3).event(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
+    event = orjson.dumps({**traffic, "event_id": "e"})
+    for body, media in [
+        (b"[" + b",".join([event] * 4) + b"]", "application/json"),  # too many
+        (b"[]", "application/json"),  # empty
+        (b" [ ] ", "application/json; charset=utf-8"),
+        (b"{", "application/json"),  # not JSON
+        (b"[" + event + b"]", "text/plain"),  # not a media type it takes
+    ]:
+        errors = []
+        for call in (ingest.prepare, ingest.parse_body):
+            with pytest.raises(BatchError) as raised:
+                call(STREAM, body, media)
+            errors.append((raised.value.status, raised.value.code, raised.value.message))
+        assert errors[0] == errors[1], body
+    for body in (b"[1, 2]", event, b"[" + event + b"]"):  # each value refused, one object
+        outcomes = []
+        for fused in (True, False):
+            if fused:
+                records = ingest.prepare(STREAM, body, "application/json")
+            else:
+                records = ingest.parse_body(STREAM, body, "application/json")
+                ingest.run_pipeline(STREAM, records)
+            outcomes.append([_outcome(r, False, False) for r in records])
+        assert outcomes[0] == outcomes[1], body
+    assert [o[0] for o in outcomes[0]] == ["pending"]  # the core's: finished, to commit
 
 
 def test_the_kafka_ingress_knows_a_record_again_whoever_made_it() -> None:
