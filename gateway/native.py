@@ -206,13 +206,13 @@ class NativeCore:
 
     def run_array(
         self, body: bytes, stream: str, source: str, max_events: int
-    ) -> tuple[int, list[EventRecord] | None, list[EventRecord]] | None:
+    ) -> tuple[int, list[EventRecord] | None, list[EventRecord] | None] | None:
         """A JSON-array body's records, made and, where it can, finished by the core:
-        (events, records, those left for the steps); records None when there are more
+        (events, records, those left for the steps); both lists None when there are more
         than `max_events`; None when the body is not an array of objects the compiled
         scan vouches for, or the core is in use (parse the body and run the records)."""
-        made: tuple[int, list[EventRecord] | None, list[EventRecord]] | None = self._core.run_array(
-            body, _record_factory(), stream, source, max_events
+        made: tuple[int, list[EventRecord] | None, list[EventRecord] | None] | None = (
+            self._core.run_array(body, _record_factory(), stream, source, max_events)
         )
         return made
 
