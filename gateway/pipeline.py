@@ -81,8 +81,7 @@ class Pipeline:
             return None
         count, records, left = made
         if left:
-            for step in self.steps:
-                step.batch(left)
+            self._run_steps(left)
         return count, records
 
     def run_batch(self, records: Sequence[EventRecord]) -> None:
@@ -95,6 +94,10 @@ class Pipeline:
             records = self.native.run(records)
             if not records:
                 return
+        self._run_steps(records)
+
+    def _run_steps(self, records: Sequence[EventRecord]) -> None:
+        """Every step over the batch, one step at a time."""
         for step in self.steps:
             step.batch(records)
 

@@ -1321,11 +1321,7 @@ impl Core {
                 None => left.append(record)?,
             }
         }
-        if hits > 0 {
-            let shapes = core.shapes.bind(py);
-            let before: u64 = shapes.getattr(intern!(py, "hits"))?.extract()?;
-            shapes.setattr(intern!(py, "hits"), before + hits)?;
-        }
+        core.count_hits(py, hits)?;
         Ok(left)
     }
 
@@ -1345,7 +1341,13 @@ impl Core {
         stream: &Bound<'py, PyString>,
         source: &Bound<'py, PyString>,
         max_events: usize,
-    ) -> PyResult<Option<(usize, Option<Bound<'py, PyList>>, Option<Bound<'py, PyList>>)>> {
+    ) -> PyResult<
+        Option<(
+            usize,
+            Option<Bound<'py, PyList>>,
+            Option<Bound<'py, PyList>>,
+        )>,
+    > {
         let py = slf.py();
         let data = body.as_bytes();
         let Some(spans) = batch::array_spans(py, data) else {
@@ -1372,18 +1374,17 @@ impl Core {
                     hits += 1;
                 }
                 None => {
-                    let slots = core.record_cls.instance(&record).expect("made by the factory");
+                    let slots = core
+                        .record_cls
+                        .instance(&record)
+                        .expect("made by the factory");
                     slots.set(R_RAW, PyBytes::new(py, text.as_bytes()).into_any());
                     left.append(&record)?;
                 }
             }
             records.append(record)?;
         }
-        if hits > 0 {
-            let shapes = core.shapes.bind(py);
-            let before: u64 = shapes.getattr(intern!(py, "hits"))?.extract()?;
-            shapes.setattr(intern!(py, "hits"), before + hits)?;
-        }
+        core.count_hits(py, hits)?;
         Ok(Some((spans.len(), Some(records), Some(left))))
     }
 
@@ -1400,6 +1401,16 @@ impl Core {
 }
 
 impl Core {
+    /// Add the events this core finished to the shape cache's `hits` (the steps' stats).
+    fn count_hits(&self, py: Python<'_>, hits: u64) -> PyResult<()> {
+        if hits > 0 {
+            let shapes = self.shapes.bind(py);
+            let before: u64 = shapes.getattr(intern!(py, "hits"))?.extract()?;
+            shapes.setattr(intern!(py, "hits"), before + hits)?;
+        }
+        Ok(())
+    }
+
     /// Every check and every value of one record, without changing it; None: leave it.
     fn one<'py>(
         &mut self,
