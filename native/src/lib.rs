@@ -37,6 +37,7 @@ mod message;
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -507,22 +508,39 @@ type TextMap<T> = HashMap<Box<str>, Py<T>, foldhash::quality::RandomState>;
 /// A bounded cache from a text to a Python object, kept by the core for what the steps
 /// keep in Python dicts (a pseudonymiser's pseudonyms, a tag field's scans, span
 /// redactions): texts go in `current`; when it holds half the bound it becomes
-/// `previous` (the one before is dropped), and a text found there moves back. Looked up
-/// by the text itself, without a Python string per lookup. Against the Python dicts it
-/// replaced, in alternating processes: pseudonyms 0.92-0.93x the time per event (two
-/// lookups per event), scans 0.89x, redactions 0.75-0.87x.
+/// `previous` (the one before is emptied, its table kept for the next), and a text
+/// found there moves back. Looked up by the text itself, without a Python string per
+/// lookup. Against the Python dicts it replaced, in alternating processes: pseudonyms
+/// 0.92-0.93x the time per event (two lookups per event), scans 0.89x, redactions
+/// 0.75-0.87x.
+///
+/// A text is kept from its second miss on: the first only leaves its hash in `seen`
+/// (a doorkeeper, as in TinyLFU caches). Free text is often seen once (most of the
+/// bench's notes hold a new phone number): kept, each cost a copy of the text, a slot,
+/// its objects held until a rotation dropped thousands at once, cold, and the new
+/// generation grew its table from empty again. Under bench/gateway's load (perf) `put`
+/// was 11% of the core's per-event work, three fifths of it dropping a generation and a
+/// third regrowing. With the doorkeeper and the emptied table kept, in one process on
+/// the bench's events with 32 requests' records alive (three alternating rounds): the
+/// core 0.87x the time per event, freeing the records 0.84x. A text seen again is kept
+/// as before, one computation later.
 struct TextCache<T> {
     half: usize,
     current: TextMap<T>,
     previous: TextMap<T>,
+    /// The hash of the last text missed per slot (direct-mapped, `half` slots): a text
+    /// whose hash is in its slot was missed before, and is kept this time.
+    seen: Box<[u64]>,
 }
 
 impl<T> TextCache<T> {
     fn new(size: usize) -> Self {
+        let half = size.div_ceil(2);
         TextCache {
-            half: size.div_ceil(2),
+            half,
             current: TextMap::default(),
             previous: TextMap::default(),
+            seen: vec![0; half].into_boxed_slice(),
         }
     }
 
@@ -540,15 +558,24 @@ impl<T> TextCache<T> {
         Some(found)
     }
 
+    /// Keep `value` for `text`, which `get` just missed, if it was missed before.
     fn insert(&mut self, text: &str, value: Py<T>) {
-        if self.half > 0 {
-            self.put(text.into(), value);
+        if self.half == 0 {
+            return;
         }
+        let hash = self.current.hasher().hash_one(text) | 1; // never the empty slot's 0
+        let slot = &mut self.seen[(hash % self.half as u64) as usize];
+        if *slot != hash {
+            *slot = hash; // a first miss: remembered, not kept
+            return;
+        }
+        self.put(text.into(), value);
     }
 
     fn put(&mut self, text: Box<str>, value: Py<T>) {
         if self.current.len() >= self.half {
-            self.previous = std::mem::take(&mut self.current);
+            std::mem::swap(&mut self.current, &mut self.previous);
+            self.current.clear(); // its table is kept: no growing from empty again
         }
         self.current.insert(text, value);
     }

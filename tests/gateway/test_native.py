@@ -222,6 +222,27 @@ def test_the_cores_pseudonym_cache_is_bounded_by_the_pseudonymisers() -> None:
     assert 0 < driver_and_plate <= 8
 
 
+def test_the_cores_caches_keep_a_text_from_its_second_sighting() -> None:
+    # 200 events with a driver and plate no other has: the core computes each pseudonym
+    # and keeps none (a first miss leaves only its hash). The same events again: each
+    # text is missed a second time, and kept, but for the few whose slot another text
+    # took in between (400 texts in 32,768 slots). The pseudonyms are the reference's.
+    fast, reference = _pair(_policy())
+    events = TrafficGenerator(seed=13).batch(240)
+    _run_both(fast, reference, [orjson.dumps(e) for e in events[:40]])  # shapes memoised
+    assert fast.native is not None
+    (before,) = fast.native.cached_pseudonyms()
+    raws: list[bytes | dict[str, Any]] = [
+        orjson.dumps({**e, "driver_id": f"{30_000_000_000 + i * 7919}", "plate": f"EL {i:05d}"})
+        for i, e in enumerate(events[40:])
+    ]
+    assert _run_both(fast, reference, raws, passes=1) == len(raws)
+    assert fast.native.cached_pseudonyms() == [before]
+    assert _run_both(fast, reference, raws, passes=1) == len(raws)
+    (after,) = fast.native.cached_pseudonyms()
+    assert before + 0.9 * 2 * len(raws) < after <= before + 2 * len(raws)
+
+
 def test_a_pseudonymiser_without_a_cache_gives_the_same_pseudonyms() -> None:
     fast, reference = _pair(_policy())
     pseudonymiser = next(s for s in fast.steps if s.name == "transform").tokenisers(None)  # type: ignore[attr-defined]
