@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, Protocol, TypeAlias, overload
 
 import structlog
 
@@ -51,16 +51,17 @@ class CanonicalRecord(Mapping[str, Any]):
 
     Parts, not one body, so that records of one decision share what they have in common
     (every part but the event's id and pseudonyms) and an event costs two small strings.
-    Made by `CanonicalRecord.of`, which checks the record as the log checks a mapping, or
-    by the gateway's compiled core for its decision records (gateway/native.py, held to
-    the Python steps' records byte for byte by tests/gateway/test_native.py): encoding a
-    decision record of 12 members held the served gateway's GIL about 2 µs per event,
-    half as long as the compiled pipeline. Read as a mapping, it is decoded on each
-    access (tests, tools), which is slow but exact. `shared` is what its member `shared`
-    names (audit/shared.py), when it has one.
+    Made by `CanonicalRecord.of`, which checks the record as the log checks a mapping.
+    The gateway's compiled core stages its decision records encoded the same way, in the
+    object that is also the event's message (`fjordgate_native.Staged`, an
+    `EncodedRecord`; held to the Python steps' records byte for byte by
+    tests/gateway/test_native.py): encoding a decision record of 12 members held the
+    served gateway's GIL about 2 µs per event, half as long as the compiled pipeline.
+    Read as a mapping, it is decoded on each access (tests, tools), which is slow but
+    exact. `shared` is what its member `shared` names (audit/shared.py), when it has one.
     """
 
-    parts: Sequence[bytes]  # a tuple, or the compiled core's `fjordgate_native.Parts`
+    parts: Sequence[bytes]
     cuts: tuple[int, int, int]
     shared: SharedMembers | None = None
 
@@ -93,8 +94,7 @@ class CanonicalRecord(Mapping[str, Any]):
 
     def decoded(self) -> dict[str, Any]:
         """The record as a new dict."""
-        value: dict[str, Any] = parse_json(self.body)
-        return value
+        return decoded(self)
 
     def __getitem__(self, key: str) -> Any:
         return self.decoded()[key]
@@ -106,8 +106,9 @@ class CanonicalRecord(Mapping[str, Any]):
         return len(self.decoded())
 
     def __eq__(self, other: object) -> bool:
-        if type(other) is CanonicalRecord:
-            return self.body == other.body
+        if type(other) in ENCODED:
+            body: bytes = other.body  # type: ignore[attr-defined]  # an EncodedRecord
+            return self.body == body
         if isinstance(other, Mapping):
             return self.decoded() == dict(other.items())
         return NotImplemented
@@ -115,6 +116,44 @@ class CanonicalRecord(Mapping[str, Any]):
     def __repr__(self) -> str:
         # Field names and pseudonyms only, but a repr has no business showing either.
         return f"CanonicalRecord(<{len(self.body)} bytes>)"
+
+
+class EncodedRecord(Protocol):
+    """An audit record already encoded, as the log reads it: a `CanonicalRecord`, or an
+    event the gateway's compiled core staged (`fjordgate_native.Staged`, one object for
+    the event's message and its audit record, where a `CanonicalRecord` and its parts
+    were two more objects per event to make and free)."""
+
+    @property
+    def parts(self) -> Sequence[bytes]: ...
+    @property
+    def cuts(self) -> tuple[int, int, int]: ...
+    @property
+    def shared(self) -> SharedMembers | None: ...
+    @property
+    def body(self) -> bytes: ...
+
+
+AuditRecord: TypeAlias = Mapping[str, Any] | EncodedRecord
+"""What the log appends: a mapping, or a record already encoded."""
+
+
+def _encoded_types() -> frozenset[type]:
+    try:
+        from fjordgate_native import Staged
+    except ImportError:
+        return frozenset({CanonicalRecord})
+    return frozenset({CanonicalRecord, Staged})
+
+
+ENCODED: frozenset[type] = _encoded_types()
+"""The types of records already encoded (`EncodedRecord`s), looked up by exact type."""
+
+
+def decoded(record: EncodedRecord) -> dict[str, Any]:
+    """An encoded record as a new dict (without the fields the log adds)."""
+    value: dict[str, Any] = parse_json(record.body)
+    return value
 
 
 # The fields the log adds to every record, in the sorted order `CanonicalRecord.cuts` uses.
@@ -196,7 +235,7 @@ class _Batch:
 
     turn: threading.Condition
     settled: threading.Condition
-    records: list[Mapping[str, Any]] = field(default_factory=list)
+    records: list[AuditRecord] = field(default_factory=list)
     receipts: Sequence[AuditReceipt | AuditError] = field(default_factory=list)
     error: BaseException | None = None
     action: Callable[[], None] | None = None  # a control step committed instead of records
@@ -245,8 +284,8 @@ def _note(level: str, event: str, **fields: object) -> None:
         getattr(_log, level)(event, **fields)
 
 
-def _check_record(record: Mapping[str, Any]) -> None:
-    if type(record) is CanonicalRecord:
+def _check_record(record: AuditRecord) -> None:
+    if type(record) in ENCODED:
         return  # checked when it was made
     if (
         type(record) is dict
@@ -518,17 +557,15 @@ class AuditLog:
 
     # ----------------------------------------------------------------- appending
 
-    def append(self, record: Mapping[str, Any]) -> AuditReceipt:
+    def append(self, record: AuditRecord) -> AuditReceipt:
         """Append one record; returns once it is fsynced. Raises RecordRejected or LogClosed."""
         return self._submit([record])[0]
 
-    def append_many(self, records: Iterable[Mapping[str, Any]]) -> Sequence[AuditReceipt]:
+    def append_many(self, records: Iterable[AuditRecord]) -> Sequence[AuditReceipt]:
         """Append several records in one group commit (one write, one fsync)."""
         return self._submit(list(records), whole=True)
 
-    def _submit(
-        self, records: list[Mapping[str, Any]], whole: bool = False
-    ) -> Sequence[AuditReceipt]:
+    def _submit(self, records: list[AuditRecord], whole: bool = False) -> Sequence[AuditReceipt]:
         if not records:
             return []
         for record in records:
@@ -734,7 +771,7 @@ class AuditLog:
                 self._hand_over()
 
     def _commit_records(
-        self, records: Sequence[Mapping[str, Any]], *, reason: str, force_tree_head: bool = False
+        self, records: Sequence[AuditRecord], *, reason: str, force_tree_head: bool = False
     ) -> Sequence[AuditReceipt | AuditError]:
         """Encode, chain and write `records` with one write and one fsync (the committing
         thread only)."""
@@ -777,24 +814,24 @@ class AuditLog:
         self._write(*chunks)
         return results
 
-    def _with_shared(
-        self, records: Sequence[Mapping[str, Any]]
-    ) -> tuple[Sequence[Mapping[str, Any]], int]:
+    def _with_shared(self, records: Sequence[AuditRecord]) -> tuple[Sequence[AuditRecord], int]:
         """`records` after the definitions of the shared members they name that this segment
         does not hold yet, with references in place of `SharedMembers` in dicts; and how
         many definitions come first."""
-        definitions: list[Mapping[str, Any]] = []
+        definitions: list[AuditRecord] = []
         written = self._shared_written
-        plain: list[Mapping[str, Any]] | None = None
+        plain: list[AuditRecord] | None = None
         for index, record in enumerate(records):
-            if type(record) is CanonicalRecord:
-                shared = record.shared
+            # (Exact types, not isinstance: this runs once per record, under the GIL.)
+            if type(record) in ENCODED:
+                shared = record.shared  # type: ignore[union-attr]  # an EncodedRecord
             else:
-                shared = record.get(SHARED)
+                mapping: Mapping[str, Any] = record  # type: ignore[assignment]  # checked
+                shared = mapping.get(SHARED)
                 if shared is not None:
                     if plain is None:
                         plain = list(records)
-                    plain[index] = {**record, SHARED: shared.ref}
+                    plain[index] = {**mapping, SHARED: shared.ref}
             if shared is not None and shared.ref not in written:
                 written.add(shared.ref)
                 definitions.append(shared.definition())
@@ -805,7 +842,7 @@ class AuditLog:
         return records, 0
 
     def _encode(
-        self, records: Sequence[Mapping[str, Any]], seq: int, ts: str, out: bytearray
+        self, records: Sequence[AuditRecord], seq: int, ts: str, out: bytearray
     ) -> list[AuditReceipt | AuditError]:
         """Encode and chain `records` into `out`: the reference for `fjordgate_native.
         chain_records`, and what runs when it is not built or declines a group."""
@@ -816,7 +853,11 @@ class AuditLog:
         # bench/audit; a function call per step costs about a fifth of the loop).
         sha256 = hashlib.sha256
         for record in records:
-            fields = record.decoded() if type(record) is CanonicalRecord else record
+            fields: Mapping[str, Any] = (
+                decoded(record)  # type: ignore[arg-type]  # an EncodedRecord
+                if type(record) in ENCODED
+                else record  # type: ignore[assignment]  # a mapping: checked on append
+            )
             entry = {**fields, "seq": seq, "ts": ts, "prev": prev}
             try:
                 line = canonical_json(entry)

@@ -27,12 +27,13 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
 
+from audit.log import AuditRecord
 from gateway.errors import Overloaded, PublishError, Unavailable
 from gateway.idempotency import IdIndex
 from gateway.metrics import GatewayMetrics
@@ -45,7 +46,7 @@ log = structlog.get_logger(__name__)
 class AuditSink(Protocol):
     """The part of `audit.AuditLog` the committer uses: a durable group append."""
 
-    def append_many(self, records: Sequence[Mapping[str, Any]]) -> Sequence[Any]: ...
+    def append_many(self, records: Sequence[AuditRecord]) -> Sequence[Any]: ...
 
 
 Done = Callable[[BaseException | None], None]
@@ -401,7 +402,7 @@ class Committer:
         for r in fresh:
             r.status = "accepted"
 
-    def _append_audit(self, audit_records: list[Mapping[str, Any]]) -> None:
+    def _append_audit(self, audit_records: list[AuditRecord]) -> None:
         if not audit_records:
             return
         started = time.perf_counter()

@@ -16,14 +16,14 @@ import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import structlog
 from confluent_kafka import Consumer, KafkaException, Producer
 
 from audit.errors import RecordRejected
-from audit.log import CanonicalRecord
+from audit.log import ENCODED, AuditRecord, CanonicalRecord
 from gateway.committer import AuditSink
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline import PolicyPipelines, Topics
@@ -118,7 +118,7 @@ class KafkaIngress:
         # Audit records already durable for messages whose transaction did not commit:
         # reprocessing such a message with the same decision does not append it again,
         # so a decision is recorded once per event however often the gateway retries.
-        self._audited_uncommitted: dict[Position, Mapping[str, Any]] = {}
+        self._audited_uncommitted: dict[Position, AuditRecord] = {}
         self.pairs_abandoned = 0
 
     def start(self) -> None:
@@ -298,12 +298,12 @@ class KafkaIngress:
 
     def _append_audits(
         self, records: list[EventRecord], positions: list[Position]
-    ) -> list[tuple[Position, Mapping[str, Any]]]:
+    ) -> list[tuple[Position, AuditRecord]]:
         """Append the batch's audit records durably, except those already appended for the
         same message with the same decision by an attempt that did not commit."""
-        audited: list[tuple[Position, Mapping[str, Any]]] = []
+        audited: list[tuple[Position, AuditRecord]] = []
         remembered = self._audited_uncommitted
-        fresh: list[Mapping[str, Any]] = []
+        fresh: list[AuditRecord] = []
         for position, r in zip(positions, records, strict=True):
             if r.audit is None:
                 continue
@@ -316,7 +316,7 @@ class KafkaIngress:
             self.metrics.audit_fsync_seconds.observe(time.perf_counter() - started)
         return audited
 
-    def _remember_audits(self, audited: list[tuple[Position, Mapping[str, Any]]]) -> None:
+    def _remember_audits(self, audited: list[tuple[Position, AuditRecord]]) -> None:
         if len(self._audited_uncommitted) + len(audited) > MAX_REMEMBERED_AUDITS:
             self._audited_uncommitted.clear()  # re-appended if reprocessed: at least once
         self._audited_uncommitted.update(audited)
@@ -342,10 +342,10 @@ class KafkaIngress:
         producer.commit_transaction(self.timeout_s)
 
 
-def _same_record(before: Mapping[str, Any] | None, now: Mapping[str, Any]) -> bool:
+def _same_record(before: AuditRecord | None, now: AuditRecord) -> bool:
     """Whether two audit records are the same, as the log would write them: one may be
-    encoded already (`CanonicalRecord`, from the compiled core) and the other not, and
-    records of memoised decisions name shared members (written as their reference)."""
+    encoded already (the compiled core's `Staged`) and the other not, and records of
+    memoised decisions name shared members (written as their reference)."""
     if before is None:
         return False
     if before == now:
@@ -356,7 +356,8 @@ def _same_record(before: Mapping[str, Any] | None, now: Mapping[str, Any]) -> bo
         return False  # appended again, and refused as it was the first time
 
 
-def _encoded(record: Mapping[str, Any]) -> bytes:
-    if type(record) is not CanonicalRecord:
-        record = CanonicalRecord.of(record)
-    return record.body
+def _encoded(record: AuditRecord) -> bytes:
+    if type(record) in ENCODED:
+        body: bytes = record.body  # type: ignore[union-attr]  # an EncodedRecord
+        return body
+    return CanonicalRecord.of(record).body  # type: ignore[arg-type]  # a mapping

@@ -43,7 +43,6 @@ from typing import Any
 import orjson
 import structlog
 
-from audit import CanonicalRecord
 from gateway import record
 from gateway.fields import nested_parts
 from gateway.idempotency import EventIdIndex, IdIndex
@@ -292,9 +291,6 @@ def attach(stream: Any, steps: Sequence[Step]) -> NativeCore | None:
         "redactor": transform.redactor,
         "own_redact": transform.redactor is redact,
         "redacted": REDACTED,
-        # Its audit records already encoded (the log splices in seq, ts and prev).
-        "audit_cls": CanonicalRecord,
-        "audit_cls_fields": _bare_fields(CanonicalRecord),
         "record_cls": EventRecord,  # its fields the core reads and sets (native/src/lib.rs)
         "topic": publish.topic,
         "key_field": publish.key_field,

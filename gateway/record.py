@@ -7,12 +7,13 @@ hot path, and each step owns the fields it sets (parse sets `event`, tag sets
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
 
+from audit.log import AuditRecord
 from gateway.errors import EventRejected
 
 Headers = list[tuple[str, str | bytes | None]]
@@ -20,8 +21,9 @@ Headers = list[tuple[str, str | bytes | None]]
 
 class Message(Protocol):
     """What a publisher reads of a message: an `OutgoingMessage`, or the message the
-    compiled core makes (`fjordgate_native.Message`, native/src/message.rs: one object
-    where an `OutgoingMessage` with its bytes and headers was five)."""
+    compiled core makes (`fjordgate_native.Staged`, native/src/message.rs: one object
+    where an `OutgoingMessage` with its bytes and headers was five, and which is also the
+    event's audit record)."""
 
     @property
     def topic(self) -> str: ...
@@ -100,7 +102,8 @@ class EventRecord:
         self.output: dict[str, Any] | None = None
         self.pseudonyms: dict[str, str] | None = None
         self.transformed: Sequence[tuple[str, str]] = ()
-        self.audit: Mapping[str, Any] | None = None  # a dict, or a CanonicalRecord (core)
+        # A dict (the steps), or the core's `Staged`, which is also the message.
+        self.audit: AuditRecord | None = None
         self.message: Message | None = None
         self.rejected: EventRejected | None = None
         self.status = "pending"

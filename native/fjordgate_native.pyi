@@ -1,7 +1,7 @@
 """fjordgate's compiled fast path for the gateway pipeline (see gateway/native.py)."""
 
 from collections.abc import Iterable, Sequence
-from typing import Any, overload
+from typing import Any
 
 class Core:
     def __init__(self, config: dict[str, Any]) -> None: ...
@@ -12,8 +12,9 @@ class Core:
     def plans(self) -> tuple[int, int]: ...
     def cached_pseudonyms(self) -> list[int]: ...
 
-class Message:
-    """A message the core made (gateway.record.Message); each field made when read."""
+class Staged:
+    """An event the core finished: its message (gateway.record.Message) and its audit
+    record encoded (audit.log.EncodedRecord), one object; each field made when read."""
 
     @property
     def topic(self) -> str: ...
@@ -25,15 +26,14 @@ class Message:
     def headers(self) -> list[tuple[str, str | bytes | None]]: ...
     @property
     def event_id(self) -> str: ...
-
-class Parts(Sequence[bytes]):
-    """The parts of an audit record the core encoded (audit.log.CanonicalRecord.parts)."""
-
-    def __len__(self) -> int: ...
-    @overload
-    def __getitem__(self, index: int) -> bytes: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[bytes]: ...
+    @property
+    def parts(self) -> tuple[bytes, ...]: ...
+    @property
+    def cuts(self) -> tuple[int, int, int]: ...
+    @property
+    def shared(self) -> Any: ...  # audit.shared.SharedMembers | None
+    @property
+    def body(self) -> bytes: ...
 
 class EventIdIndex:
     """gateway.idempotency.EventIdIndex, its ids kept as keyed 128-bit fingerprints."""

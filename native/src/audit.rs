@@ -11,7 +11,8 @@
 //!
 //! `orjson.Fragment`s (the gateway's pre-encoded field decisions) are copied as orjson
 //! copies them, read at the layout a probe confirmed at first use. A record already
-//! encoded (`audit.log.CanonicalRecord`, which the gateway's core makes) is copied, with
+//! encoded (`audit.log.CanonicalRecord`, or an event the gateway's core staged,
+//! `fjordgate_native.Staged`) is copied, with
 //! `prev`, `seq` and `ts` spliced in at its cuts.
 //!
 //! Whatever this encoder does not write exactly as orjson does (floats it cannot
@@ -20,15 +21,13 @@
 //! loop encodes the batch instead. tests/audit/test_audit_native_chain.py holds both to the
 //! same bytes.
 
-use std::sync::Arc;
-
-use pyo3::exceptions::PyIndexError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
-use pyo3::types::{PyBytes, PyDict, PyList, PySlice, PyString, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use sha2::{Digest, Sha256};
 
+use crate::message::Staged;
 use crate::{
     float_text, kind, write_str, SlotClass, HEX, T_BOOL, T_DICT, T_FLOAT, T_INT, T_LIST, T_NONE,
     T_STR,
@@ -39,81 +38,6 @@ use crate::{
 pub enum Piece {
     Shared(Py<PyBytes>),
     Own,
-}
-
-/// The `parts` of a `CanonicalRecord` the core made: its decision's shared parts, and the
-/// event's own parts in one buffer (at most two: its id and its pseudonyms, ending at
-/// `ends`). A tuple of bytes objects was three Python objects per event (the tuple and
-/// two bytes), each made, tracked and freed on the event loop's thread; this is one.
-/// Read from Python as a sequence of bytes (`CanonicalRecord.body` joins it);
-/// `chain_records` reads it in place.
-#[pyclass(frozen, sequence, module = "fjordgate_native")]
-pub struct Parts {
-    pieces: Arc<[Piece]>,
-    own: Box<[u8]>,
-    ends: [usize; 2],
-}
-
-impl Parts {
-    /// `own` holds the `Piece::Own` parts in order, each ending at its entry of `ends`.
-    pub fn new(pieces: Arc<[Piece]>, own: &[u8], ends: [usize; 2]) -> Self {
-        Parts {
-            pieces,
-            own: own.into(),
-            ends,
-        }
-    }
-
-    /// Each part's bytes, in order.
-    fn slices<'a>(&'a self, py: Python<'_>) -> Vec<&'a [u8]> {
-        let mut out = Vec::with_capacity(self.pieces.len());
-        let (mut start, mut k) = (0, 0);
-        for piece in self.pieces.iter() {
-            match piece {
-                Piece::Shared(bytes) => out.push(bytes.as_bytes(py)),
-                Piece::Own => {
-                    let end = self.ends[k];
-                    out.push(&self.own[start..end]);
-                    (start, k) = (end, k + 1);
-                }
-            }
-        }
-        out
-    }
-}
-
-#[pymethods]
-impl Parts {
-    fn __len__(&self) -> usize {
-        self.pieces.len()
-    }
-
-    /// A part (bytes), or a tuple of them for a slice, as a tuple of the parts answers.
-    fn __getitem__<'py>(
-        &self,
-        py: Python<'py>,
-        index: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let slices = self.slices(py);
-        if index.downcast::<PySlice>().is_ok() {
-            let whole = PyTuple::new(py, slices.iter().map(|b| PyBytes::new(py, b)))?;
-            return whole.as_any().get_item(index);
-        }
-        let n = slices.len() as isize;
-        let index: isize = index.extract()?;
-        let at = if index < 0 { index + n } else { index };
-        if !(0..n).contains(&at) {
-            return Err(PyIndexError::new_err(
-                "audit record parts index out of range",
-            ));
-        }
-        Ok(PyBytes::new(py, slices[at as usize]).into_any())
-    }
-
-    fn __repr__(&self) -> String {
-        // Never the bytes: an event's id and pseudonyms.
-        format!("Parts(<{} parts>)", self.pieces.len())
-    }
 }
 
 const LEAF_PREFIX: u8 = 0x00;
@@ -480,29 +404,32 @@ pub fn chain_records<'py>(
     };
     for (n, record) in records.iter().enumerate() {
         let extra = log_members(seq + n as u64, ts);
-        if let Some(slots) = canonical.as_ref().and_then(|c| c.instance(&record)) {
+        // A record already encoded: an event the gateway's core staged (its parts read
+        // in place), or a `CanonicalRecord` (a tuple of bytes objects).
+        let mut held = Vec::new();
+        let encoded = if let Ok(staged) = record.downcast_exact::<Staged>() {
+            let Some(encoded) = staged.get().audit_parts(py) else {
+                return Ok(None);
+            };
+            Some(encoded)
+        } else if let Some(slots) = canonical.as_ref().and_then(|c| c.instance(&record)) {
             let Some(cuts) = slots.get(1).and_then(|c| c.extract::<[usize; 3]>().ok()) else {
                 return Ok(None);
             };
-            let Some(parts) = slots.get(0) else {
+            let Some(Ok(parts)) = slots.get(0).map(Bound::downcast_into_exact::<PyTuple>) else {
                 return Ok(None);
             };
-            // The core's parts are read in place; a tuple's are its bytes objects.
-            let mut held = Vec::new();
-            let bytes: Vec<&[u8]> = if let Ok(compiled) = parts.downcast_exact::<Parts>() {
-                compiled.get().slices(py)
-            } else {
-                let Ok(parts) = parts.downcast_exact::<PyTuple>() else {
+            for part in parts.iter() {
+                let Ok(part) = part.downcast_into_exact::<PyBytes>() else {
                     return Ok(None);
                 };
-                for part in parts.iter() {
-                    let Ok(part) = part.downcast_into_exact::<PyBytes>() else {
-                        return Ok(None);
-                    };
-                    held.push(part);
-                }
-                held.iter().map(|p| p.as_bytes()).collect()
-            };
+                held.push(part);
+            }
+            Some((cuts, held.iter().map(|p| p.as_bytes()).collect()))
+        } else {
+            None
+        };
+        if let Some((cuts, bytes)) = encoded {
             let start = out.len();
             let Some(hole) = splice(&bytes, cuts, &extra, out) else {
                 return Ok(None);

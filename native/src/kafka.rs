@@ -23,7 +23,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
-use crate::message::Message;
+use crate::message::Staged;
 
 const RD_KAFKA_PRODUCER: c_int = 0;
 const RD_KAFKA_CONF_OK: c_int = 0;
@@ -277,7 +277,7 @@ impl TxnProducer {
 /// pointers read from `m` and its header objects, which the caller holds.
 fn message_args(
     names: &mut Vec<(Py<PyString>, CString)>,
-    m: &Message,
+    m: &Staged,
     py: Python<'_>,
 ) -> PyResult<Vec<Vu>> {
     let mut vu = head_args(names, m.topic.bind(py), m.value_bytes(), m.key_bytes())?;
@@ -483,7 +483,7 @@ impl TxnProducer {
             .expect("not poisoned: no panics while held");
         for i in start..count {
             let m = messages.get_item(i)?;
-            if let Ok(core_made) = m.downcast_exact::<Message>() {
+            if let Ok(core_made) = m.downcast_exact::<Staged>() {
                 args.push(Args(message_args(&mut names, core_made.get(), py)?));
                 held.push(m);
                 continue;

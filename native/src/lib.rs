@@ -1124,13 +1124,13 @@ enum OwnPart {
 }
 
 /// A decision's audit record as `CanonicalRecord` parts (the members the decision fixes,
-/// keys and punctuation, shared by every event's `audit::Parts`), which of them are the
+/// keys and punctuation, shared by every event's `message::Staged`), which of them are the
 /// event's own (at most two, in order), the cuts they all share and the
 /// `audit.shared.SharedMembers` its member `shared` names (or None).
 struct AuditParts {
     pieces: std::sync::Arc<[audit::Piece]>,
     own: Vec<OwnPart>,
-    cuts: Py<PyTuple>,
+    cuts: [usize; 3],
     shared: PyObject,
 }
 
@@ -1215,7 +1215,6 @@ struct Core {
     own_redact: bool,
     whole: Py<PyString>,
     record_cls: SlotClass,
-    audit_cls: SlotClass, // audit.log.CanonicalRecord
     audit_buf: Vec<u8>,
     // The pseudonymisers' caches (Op::Hmac's `cache` is an index).
     token_caches: Caches<PyString>,
@@ -1305,7 +1304,6 @@ impl Core {
             redactor: item(cfg, "redactor")?,
             own_redact: item(cfg, "own_redact")?,
             whole: item(cfg, "redacted")?,
-            audit_cls: slot_class(cfg, "audit_cls", &["parts", "cuts", "shared"])?,
             audit_buf: Vec::with_capacity(256),
             // Only read and set, never made by its __init__'s order: the names alone.
             record_cls: SlotClass::new(
@@ -1826,7 +1824,10 @@ impl Core {
         write_str(id, &mut out);
         out.push(b'}');
 
-        // publish: the message with its key (its headers are the core's, made when read)
+        // publish and audit: the event staged as one object, its message with its key
+        // (its headers are the core's, made when read) and its audit record: the
+        // decision's shared part with this event's id and pseudonyms, encoded when the
+        // decision's part could be (the record has no dict of the pseudonyms then).
         let event_id = PyString::new(py, id);
         let key: Option<&[u8]> = match &key {
             Some(KeyText::Value(text)) => Some(text.as_bytes()),
@@ -1834,56 +1835,53 @@ impl Core {
             Some(KeyText::Written(from, to)) => Some(&out[*from..*to]),
             None => None,
         };
-        let message = Bound::new(
+        let mut buf = std::mem::take(&mut self.audit_buf);
+        let encoding = match &plan_ref.audit_parts {
+            // (Without pseudonyms, not reached: every pseudonymised field is in the shape.)
+            Some(parts) if tokens.is_empty() != plan_ref.pseudonymises => {
+                audit_own_parts(parts, id, &mut tokens, &mut buf)?.map(|ends| message::OwnAudit {
+                    pieces: parts.pieces.clone(),
+                    cuts: parts.cuts,
+                    shared: parts.shared.clone_ref(py),
+                    own: &buf,
+                    ends,
+                })
+            }
+            _ => None,
+        };
+        let encoded = encoding.is_some();
+        let staged = Bound::new(
             py,
-            message::Message::new(
+            message::Staged::new(
                 self.topic.clone_ref(py),
                 &out,
                 key,
                 event_id.clone().unbind(),
                 self.headers.clone(),
+                encoding,
             ),
         )?
         .into_any();
-        self.out_buf = out;
-
-        // audit: the decision's shared part, this event's id and pseudonyms. A record
-        // already encoded (CanonicalRecord) when the decision's part could be; the
-        // pseudonyms are then in it, and the record has no dict of them.
-        let mut buf = std::mem::take(&mut self.audit_buf);
-        let parts = match &plan_ref.audit_parts {
-            // (Without pseudonyms, not reached: every pseudonymised field is in the shape.)
-            Some(parts) if tokens.is_empty() != plan_ref.pseudonymises => {
-                audit_record_parts(parts, &event_id, &mut tokens, &mut buf)?.map(|own| {
-                    (
-                        own,
-                        parts.cuts.bind(py).clone(),
-                        parts.shared.bind(py).clone(),
-                    )
-                })
-            }
-            _ => None,
-        };
         self.audit_buf = buf;
+        self.out_buf = out;
         let mut pseudonyms = None;
-        let audit = match parts {
-            Some((own, cuts, shared)) => self.audit_cls.make(py, [own, cuts.into_any(), shared])?,
-            None => {
-                let audit = plan_ref.audit_base.bind(py).copy()?;
-                audit.set_item(intern!(py, "event_id"), &event_id)?;
-                if !tokens.is_empty() {
-                    let dict = PyDict::new(py);
-                    for (path, token) in &tokens {
-                        dict.set_item(path, token)?;
-                    }
-                    audit.set_item(intern!(py, "pseudonyms"), &dict)?;
-                    pseudonyms = Some(dict);
-                } else if plan_ref.pseudonymises {
-                    // As the step does (not reached, as above).
-                    audit.del_item(intern!(py, "pseudonyms"))?;
+        let audit = if encoded {
+            staged.clone()
+        } else {
+            let audit = plan_ref.audit_base.bind(py).copy()?;
+            audit.set_item(intern!(py, "event_id"), &event_id)?;
+            if !tokens.is_empty() {
+                let dict = PyDict::new(py);
+                for (path, token) in &tokens {
+                    dict.set_item(path, token)?;
                 }
-                audit.into_any()
+                audit.set_item(intern!(py, "pseudonyms"), &dict)?;
+                pseudonyms = Some(dict);
+            } else if plan_ref.pseudonymises {
+                // As the step does (not reached, as above).
+                audit.del_item(intern!(py, "pseudonyms"))?;
             }
+            audit.into_any()
         };
         let transformed = match &plan_ref.transformed {
             Some(shared) => shared.bind(py).clone(),
@@ -1902,7 +1900,7 @@ impl Core {
             plan,
             transformed,
             pseudonyms,
-            message,
+            message: staged,
             audit,
         }))
     }
@@ -2169,31 +2167,27 @@ fn audit_parts(base: &Bound<'_, PyDict>) -> PyResult<Option<AuditParts>> {
     Ok(Some(AuditParts {
         pieces: pieces.into(),
         own: own_parts,
-        cuts: PyTuple::new(py, cuts)?.unbind(),
+        cuts: cuts
+            .try_into()
+            .map_err(|_| PyValueError::new_err("native core: three cuts"))?,
         shared,
     }))
 }
 
-/// An event's `CanonicalRecord` parts from its decision's (one `audit::Parts`); None when
-/// a text is not valid UTF-8 (a lone surrogate: the record is then a dict, which the log
-/// refuses as orjson does).
-fn audit_record_parts<'py>(
+/// An event's own parts of its audit record (its id, its pseudonyms), written into
+/// `buf` one after another; where each ends. None when a text is not valid UTF-8 (a lone
+/// surrogate: the record is then a dict, which the log refuses as orjson does).
+fn audit_own_parts(
     parts: &AuditParts,
-    event_id: &Bound<'py, PyString>,
-    pseudonyms: &mut [(&str, Bound<'py, PyString>)],
+    event_id: &str,
+    pseudonyms: &mut [(&str, Bound<'_, PyString>)],
     buf: &mut Vec<u8>,
-) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let py = event_id.py();
+) -> PyResult<Option<[usize; 2]>> {
     buf.clear();
     let mut ends = [0; 2];
     for (n, part) in parts.own.iter().enumerate() {
         match part {
-            OwnPart::EventId => {
-                let Ok(id) = event_id.to_str() else {
-                    return Ok(None);
-                };
-                write_str(id, buf);
-            }
+            OwnPart::EventId => write_str(event_id, buf),
             OwnPart::Pseudonyms => {
                 // A dict of them, its keys sorted (a field is pseudonymised once).
                 pseudonyms.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -2218,8 +2212,7 @@ fn audit_record_parts<'py>(
         };
         *end = buf.len();
     }
-    let made = audit::Parts::new(parts.pieces.clone(), buf, ends);
-    Ok(Some(Bound::new(py, made)?.into_any()))
+    Ok(Some(ends))
 }
 
 /// What the core takes of an event's bytes, for the tests: `flat_members` and every
@@ -2283,8 +2276,7 @@ fn fjordgate_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Core>()?;
     m.add_class::<RecordFactory>()?;
     m.add_class::<kafka::TxnProducer>()?;
-    m.add_class::<message::Message>()?;
-    m.add_class::<audit::Parts>()?;
+    m.add_class::<message::Staged>()?;
     m.add_class::<idindex::EventIdIndex>()?;
     m.add("KAFKA_QUEUE_FULL", kafka::QUEUE_FULL)?;
     m.add_function(wrap_pyfunction!(py_flat_members, m)?)?;

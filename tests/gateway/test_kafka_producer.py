@@ -67,7 +67,7 @@ def messages(topic: str, count: int, tag: str) -> list[OutgoingMessage]:
 
 
 def core_messages(topic: str, count: int) -> list[Message]:
-    """Messages the compiled core made (`fjordgate_native.Message`) of synthetic events."""
+    """Messages the compiled core made (`fjordgate_native.Staged`) of synthetic events."""
     policy = load_policy(NORWAY_STRICT)
     pipeline = build_pipeline(
         policy,
@@ -83,7 +83,7 @@ def core_messages(topic: str, count: int) -> list[Message]:
     pipeline.run_batch(records)
     made = [r.message for r in records if r.message is not None]
     assert len(made) == count
-    assert all(type(m) is native.fjordgate_native.Message for m in made)
+    assert all(type(m) is native.fjordgate_native.Staged for m in made)
     return made
 
 

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from audit import CanonicalRecord
 from audit.canonical import canonical_json
+from audit.log import decoded
 from gateway import EventRecord, Topics, build_pipeline, native, pii_tools
 from gateway.native import _bare_fields
 from gateway.pii import Keyring
@@ -122,8 +123,8 @@ def _audit_bytes(audit: Any) -> bytes | None:
     shared members it names as the log writes them."""
     if audit is None:
         return None
-    if type(audit) is CanonicalRecord:
-        assert audit.body == canonical_json(audit.decoded())  # the encoding is canonical
+    if type(audit) is fjordgate_native.Staged:
+        assert audit.body == canonical_json(decoded(audit))  # the encoding is canonical
     else:
         audit = CanonicalRecord.of(audit)
     shared = audit.shared
@@ -150,9 +151,14 @@ def _run_both(
                 assert fast.native is not None
                 left = fast.native.run(records)
                 finished = len(records) - len(left)
-                # What the core finishes, it audits with a record encoded already.
+                # What the core finishes, it stages as one object: the message, and the
+                # audit record encoded already.
                 done = {id(r) for r in left}
-                assert all(type(r.audit) is CanonicalRecord for r in records if id(r) not in done)
+                assert all(
+                    type(r.audit) is fjordgate_native.Staged and r.audit is r.message
+                    for r in records
+                    if id(r) not in done
+                )
                 core_made = {r.index for r in records if id(r) not in done}
                 assert all(
                     r.detected is None and r.findings is None
@@ -849,7 +855,7 @@ def test_the_kafka_ingress_knows_a_record_again_whoever_made_it() -> None:
         pipeline.run_batch([record])
         made.append(record.audit)
     by_steps, by_core = made[0], made[2]
-    assert type(by_steps) is dict and type(by_core) is CanonicalRecord
+    assert type(by_steps) is dict and type(by_core) is fjordgate_native.Staged
     assert by_steps["shared"] == by_core.shared and by_steps != by_core
     assert _same_record(by_steps, by_core) and _same_record(by_core, by_steps)
     other = dict(by_steps, event_id="another")
@@ -959,7 +965,7 @@ def test_the_core_s_message_reads_as_an_outgoing_message_and_shows_no_event() ->
     # (`_run_both` compares its fields with the steps' OutgoingMessage.)
     records = _core_records(17, 50)
     made = records[0].message
-    assert type(made) is fjordgate_native.Message
+    assert type(made) is fjordgate_native.Staged
     # Each field made when read: a new list each time.
     assert made.headers == made.headers and made.headers is not made.headers
     assert made.headers[0] == ("fjordgate-event-id", records[0].event_id)
@@ -982,17 +988,18 @@ def test_the_core_s_audit_parts_read_as_bytes_and_chain_as_the_python_loop_write
 
     records = _core_records(19, 120)
     audits: list[Any] = [r.audit for r in records]
-    assert all(type(a) is CanonicalRecord for a in audits)
-    assert all(type(a.parts) is fjordgate_native.Parts for a in audits)
-    # A sequence of bytes, as the tuple it stands for.
+    assert all(type(r.audit) is fjordgate_native.Staged and r.audit is r.message for r in records)
+    # Read as a CanonicalRecord is: its parts a tuple of bytes, joined its body.
     parts = audits[0].parts
-    listed = list(parts)
-    assert len(parts) == len(listed) >= 3 and all(type(p) is bytes for p in listed)
-    assert b"".join(listed) == audits[0].body
-    assert parts[-1] == listed[-1] and parts[1:3] == tuple(listed[1:3]) and parts[5:2] == ()
-    with pytest.raises(IndexError):
-        parts[len(listed)]
-    assert records[0].event_id is not None and records[0].event_id not in repr(parts)
+    assert type(parts) is tuple and len(parts) >= 3 and all(type(p) is bytes for p in parts)
+    assert b"".join(parts) == audits[0].body
+    cuts = audits[0].cuts
+    assert type(cuts) is tuple and list(cuts) == sorted(cuts) and cuts[-1] <= len(parts)
+    equal = CanonicalRecord(parts, audits[0].cuts, audits[0].shared)
+    assert equal == audits[0] and equal == decoded(audits[0])
+    record = decoded(audits[0])
+    assert record["event_id"] == records[0].event_id and record["pseudonyms"]
+    assert not any(token in repr(audits[0]) for token in record["pseudonyms"].values())
     # Chained in place: the same lines as the log's Python loop writes for the records.
     ts, prev = "2026-12-04T22:00:00.000001Z", "ab" * 32
     compiled = fjordgate_native.chain_records(audits, 0, ts, prev, [], canonical=CanonicalRecord)
