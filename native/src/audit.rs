@@ -12,8 +12,8 @@
 //! `orjson.Fragment`s (the gateway's pre-encoded field decisions) are copied as orjson
 //! copies them, read at the layout a probe confirmed at first use. A record already
 //! encoded (`audit.log.CanonicalRecord`, or an event the gateway's core staged,
-//! `fjordgate_native.Staged`) is copied, with
-//! `prev`, `seq` and `ts` spliced in at its cuts.
+//! `fjordgate_native.Staged`) is copied, with `prev`, `seq` and `ts` spliced in at its
+//! cuts.
 //!
 //! Whatever this encoder does not write exactly as orjson does (floats it cannot
 //! reproduce, integers beyond 64 bits, subclasses, non-string keys, strings with lone

@@ -32,10 +32,10 @@ pub struct HeaderSet {
 /// shared parts and the event's own (at most two: its id and its pseudonyms, held in the
 /// `Staged` buffer), the cuts where the log splices `prev`, `seq` and `ts`, and the
 /// `audit.shared.SharedMembers` its member `shared` names (or None).
-pub struct AuditEncoding {
-    pub pieces: Arc<[Piece]>,
-    pub cuts: [usize; 3],
-    pub shared: PyObject,
+struct AuditEncoding {
+    pieces: Arc<[Piece]>,
+    cuts: [usize; 3],
+    shared: PyObject,
     /// Where the own parts end in the buffer (they start after the key).
     ends: [usize; 2],
 }
