@@ -1,6 +1,6 @@
 """Batch ingestion, independent of the HTTP server: body → records → pipeline → commit → results.
 
-The HTTP app calls `parse_body` and `ingest`; the benchmarks call them too,
+The HTTP app calls `prepare` and `commit_batch`; the benchmarks call them too,
 to measure the same code without a socket in between.
 """
 
@@ -174,11 +174,6 @@ class Ingest:
             "the stream in the path is not declared in the policy in force "
             f"(declared: {', '.join(self.streams())})"
         )
-
-    async def ingest(self, stream: str, records: list[EventRecord]) -> BatchResult:
-        """Pipeline, then group commit; the answer says, per event, what happened."""
-        self.run_pipeline(stream, records)
-        return await self.commit_batch(stream, records)
 
     async def commit_batch(self, stream: str, records: list[EventRecord]) -> BatchResult:
         """Group commit of records the pipeline ran; the answer says, per event, what
