@@ -41,6 +41,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -681,6 +682,20 @@ class _Served:
 _MAX_RATE = 300_000
 
 
+@dataclass
+class _Totals:
+    """One configuration's runs added up (the main one runs several rounds)."""
+
+    acked: int = 0
+    elapsed: float = 0.0
+    answers: Counter[int] = field(default_factory=Counter)
+    gateway_cpu: float = 0.0
+    broker_cpu: float = 0.0
+    client_cpu: float = 0.0
+    spent: Counter[str] = field(default_factory=Counter)  # the group histograms' sums
+    rounds: list[float] = field(default_factory=list)  # events/s of each round
+
+
 def bench_kafka(
     seconds: float, events: int, rate: int, clients: Sequence[int], rounds: int = 3
 ) -> str:
@@ -730,16 +745,7 @@ def bench_kafka(
                 used += 4
                 for count in clients if lanes == shipped_lanes else clients[:1]:
                     main = lanes == shipped_lanes and count == clients[0]
-                    total: dict[str, Any] = {
-                        "acked": 0,
-                        "elapsed": 0.0,
-                        "answers": Counter(),
-                        "gateway": 0.0,
-                        "broker": 0.0,
-                        "client": 0.0,
-                        "spent": Counter(),
-                        "rounds": [],
-                    }
+                    total = _Totals()
                     for _ in range(rounds if main else 1):
                         if len(bodies) - used < _MAX_RATE * seconds / BATCH:
                             # The same events again, each id with a tag of its own: the
@@ -754,37 +760,37 @@ def bench_kafka(
                         acked, elapsed, statuses = drive(
                             served.url, served.key, bodies[used:], seconds, threads=count
                         )
-                        total["client"] += time.process_time() - client_cpu
-                        total["gateway"] += _cpu_seconds(served.proc.pid) - cpu[0]
-                        total["broker"] += _cpu_seconds(broker.pid) - cpu[1]
+                        total.client_cpu += time.process_time() - client_cpu
+                        total.gateway_cpu += _cpu_seconds(served.proc.pid) - cpu[0]
+                        total.broker_cpu += _cpu_seconds(broker.pid) - cpu[1]
                         if used + -(-acked // BATCH) >= len(bodies):
                             raise RuntimeError(
                                 f"the bench ran out of bodies ({len(bodies)}): raise _MAX_RATE"
                             )
                         after = _group_times(served.url)
-                        total["spent"].update({k: after[k] - before[k] for k in after})
-                        total["acked"] += acked
-                        total["elapsed"] += elapsed
-                        total["answers"].update(statuses)
-                        total["rounds"].append(acked / elapsed)
+                        total.spent.update({k: after[k] - before[k] for k in after})
+                        total.acked += acked
+                        total.elapsed += elapsed
+                        total.answers.update(statuses)
+                        total.rounds.append(acked / elapsed)
                         used += -(-acked // BATCH) + count
                         if main:
                             raw_run()
-                    spent, acked = total["spent"], max(total["acked"], 1)
+                    spent, acked = total.spent, max(total.acked, 1)
                     # Mean milliseconds per group of the commit and its two halves.
                     mean_ms = {
                         name: 1000 * spent[f"{name}_sum"] / max(spent[f"{name}_count"], 1)
                         for name in _GROUP_TIMES
                     }
                     runs[lanes, count] = {
-                        "rate": total["acked"] / total["elapsed"],
-                        "rounds": total["rounds"],
-                        "answers": dict(total["answers"]),
-                        "per_group": total["acked"] / max(spent["publish_count"], 1),
+                        "rate": total.acked / total.elapsed,
+                        "rounds": total.rounds,
+                        "answers": dict(total.answers),
+                        "per_group": total.acked / max(spent["publish_count"], 1),
                         "group_ms": mean_ms,
-                        "gateway_cpu": total["gateway"] / acked,
-                        "broker_cpu": total["broker"] / acked,
-                        "client_cpu": total["client"] / acked,
+                        "gateway_cpu": total.gateway_cpu / acked,
+                        "broker_cpu": total.broker_cpu / acked,
+                        "client_cpu": total.client_cpu / acked,
                     }
                 if lanes == shipped_lanes:
                     latencies = fixed_rate(served.url, served.key, rate, min(seconds, 8.0), seed=4)
